@@ -1,0 +1,1 @@
+"""Caller-facing prompts, one TOML file per language (installed as ivr.prompts)."""

@@ -1,0 +1,1 @@
+"""Services the hotline talks to."""

@@ -1,0 +1,118 @@
+"""The application factory: settings in, a wired Flask app out."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask, Response, jsonify
+from twilio.request_validator import RequestValidator
+
+from services.accounts.client import AccountsClient, HttpAccounts, LocalAccounts
+from services.accounts.db import make_engine
+from services.accounts.store import AccountStore
+
+from . import calllog, catalog, embedded, menu, store, twiml, voice
+from .config import Settings
+from .hotline import Hotline
+
+log = logging.getLogger("ivr")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    accounts: AccountsClient | None = None,
+    redis_client: Any = None,
+) -> Flask:
+    """Build the hotline: Redis, the database, the account service and the webhooks."""
+    settings = settings or Settings.from_env()
+    app = Flask(__name__, instance_path=str(settings.instance_path))
+    app.config.update(SECRET_KEY=settings.secret_key, PUBLIC_BASE_URL=settings.public_base_url)
+    _warn_about_signing(settings)
+    if redis_client is None:
+        url = settings.redis_url or embedded.ensure(settings.instance_path)
+        redis_client = store.connect(url, settings.redis_timeout)
+    engine = make_engine(settings.database_url)
+    if accounts is None:
+        accounts = _accounts(settings, engine)
+    log_ = calllog.CallLog(engine, caller_key=_caller_key(settings.pin_pepper))
+    _create_schema(log_.create_schema)
+    app.extensions["ivr"] = Hotline(
+        menu.load(),
+        catalog.load(),
+        store.Store(redis_client, settings.call_ttl),
+        accounts,
+        log_,
+        pepper=settings.pin_pepper,
+        agents=twiml.Agents(queue=settings.agent_queue, number=settings.agent_number),
+        timezone=settings.timezone,
+    )
+    app.extensions["ivr.settings"] = settings
+    app.extensions["ivr.engine"] = engine
+    if settings.signing_token:
+        app.extensions["ivr.validator"] = RequestValidator(settings.signing_token)
+    app.register_blueprint(voice.bp)
+    app.add_url_rule("/healthz", "healthz", _healthz)
+    return app
+
+
+def _accounts(settings: Settings, engine: sa.Engine) -> AccountsClient:
+    if settings.accounts_url:
+        return HttpAccounts(settings.accounts_url, settings.accounts_timeout, settings.accounts_token)
+    accounts = AccountStore(engine, settings.pin_pepper)
+    _create_schema(accounts.create_schema)
+    return LocalAccounts(accounts)
+
+
+def _create_schema(create: Any) -> None:
+    """Create tables; a second worker racing the first just finds them made."""
+    try:
+        create()
+    except sa.exc.SQLAlchemyError:
+        create()
+
+
+def _caller_key(pepper: str) -> Any:
+    import hashlib
+    import hmac
+
+    def key(number: str) -> str:
+        return hmac.new(pepper.encode(), b"caller:" + number.encode(), hashlib.sha256).hexdigest()
+
+    return key
+
+
+def _warn_about_signing(settings: Settings) -> None:
+    if settings.dev_mode:
+        log.warning(
+            "DEVELOPMENT MODE: webhooks are checked against the local token in %s, "
+            "not a Twilio auth token. Never run a public number like this.",
+            settings.instance_path / "dev-auth-token",
+        )
+    elif not settings.signing_token:
+        log.error(
+            "TWILIO_AUTH_TOKEN is not set: every webhook will be refused with 403. "
+            "Set it to your Twilio auth token (or IVR_DEV_MODE=1 for local development)."
+        )
+
+
+def _healthz() -> Response:
+    from flask import current_app
+
+    hotline: Hotline = current_app.extensions["ivr"]
+    checks = {"redis": "ok", "database": "ok"}
+    try:
+        hotline.store.redis.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure is "down" here
+        checks["redis"] = type(exc).__name__
+    try:
+        with current_app.extensions["ivr.engine"].connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001
+        checks["database"] = type(exc).__name__
+    healthy = all(v == "ok" for v in checks.values())
+    response = jsonify(status="ok" if healthy else "degraded", **checks)
+    response.status_code = 200 if healthy else 503
+    return response

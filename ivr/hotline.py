@@ -1,0 +1,240 @@
+"""One webhook, start to finish: claim the step, advance the engine, run its effects, save, render.
+
+This is the edge around the pure engine. It is the only place that runs effects
+(account-service calls, ID digests, PIN checks with their failure counters), and
+it turns any failure of Redis, the database or the account service into a polite
+reply: a valid webhook always gets TwiML the caller can follow.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import sqlalchemy as sa
+
+from services.accounts import idnumber
+from services.accounts.client import AccountsClient
+from services.accounts.errors import AccountsError
+
+from . import twiml
+from .calllog import CallLog, Entry
+from .catalog import Catalog, Segment
+from .machine import Context, advance
+from .menu import Menu
+from .state import (
+    LANGS,
+    CallState,
+    CheckId,
+    Effect,
+    Event,
+    Fetch,
+    Fetched,
+    IdChecked,
+    Log,
+    PinChecked,
+    Say,
+    Start,
+    VerifyPin,
+)
+from .store import Store
+
+log = logging.getLogger("ivr.hotline")
+
+BUSY_WAIT = 3.0  # seconds a repeated delivery waits for the first one to finish
+APOLOGY = (Say("error.apology"), Say("error.apology.options"))
+RECOVERY_KEYS = {"1": "restart", "0": "agent"}  # the keys error.apology.options names
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """What the web layer knows of the request: the call, the step, and where URLs start."""
+
+    call_sid: str
+    seq: int
+    caller: str = ""
+    base: str = ""  # the app's script root, for the URLs in the reply
+
+
+class Hotline:
+    """The hotline: menu, prompts, Redis, the account service and the call log, wired together."""
+
+    def __init__(
+        self,
+        menu: Menu,
+        catalog: Catalog,
+        store: Store,
+        accounts: AccountsClient,
+        calllog: CallLog,
+        *,
+        pepper: str,
+        agents: twiml.Agents,
+        timezone: str = "Asia/Shanghai",
+        clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+    ) -> None:
+        self.menu = menu
+        self.catalog = catalog
+        self.store = store
+        self.accounts = accounts
+        self.calllog = calllog
+        self.pepper = pepper
+        self.agents = agents
+        self.zone = zoneinfo.ZoneInfo(timezone)
+        self.clock = clock
+
+    # --- the webhook -----------------------------------------------------------------
+
+    def answer(self, hook: Webhook, event: Event) -> str:
+        """The TwiML for one webhook; never raises for Redis, database or service failures."""
+        try:
+            return self._answer(hook, event)
+        except (redis.RedisError, OSError) as exc:
+            log.error("call %s step %d: Redis failed (%s)", hook.call_sid, hook.seq, _kind(exc))
+        return self.apology(hook.base)
+
+    def _answer(self, hook: Webhook, event: Event) -> str:
+        begun = self.store.begin(hook.call_sid, hook.seq)
+        deadline = time.monotonic() + BUSY_WAIT
+        while begun.outcome == "busy" and time.monotonic() < deadline:
+            time.sleep(0.02)  # the same step is being applied right now: wait for its reply
+            begun = self.store.begin(hook.call_sid, hook.seq)
+        if begun.outcome in ("replay", "stale") and begun.reply:
+            return begun.reply
+        if begun.outcome != "go":
+            log.warning("call %s step %d: %s", hook.call_sid, hook.seq, begun.outcome)
+            return self.apology(hook.base)
+        try:
+            return self._step(hook, begun.state or CallState(), event, begun.token)
+        except BaseException:
+            self.store.release(hook.call_sid, begun.token)
+            raise
+
+    def _step(self, hook: Webhook, state: CallState, event: Event, token: str) -> str:
+        now = self.clock()
+        if isinstance(event, Start):
+            self._log(lambda: self.calllog.start(hook.call_sid, hook.caller, now))
+        entries: list[Entry] = []
+        ctx = Context(agents_open=self.agents.available)
+        step = advance(self.menu, state, event, ctx)
+        while step.effect is not None:
+            entries.extend(_entries(now, step.log))
+            outcome = self._run(step.effect, entries, now)
+            step = advance(self.menu, step.state, outcome, ctx)
+        entries.extend(_entries(now, step.log))
+        assert step.reply is not None
+        segments = self._render(step.reply.says, step.state.lang)
+        entries.extend(Entry(now, "prompt", {"key": s.key, "text": g.text})
+                       for s, g in zip(step.reply.says, segments, strict=True))  # fmt: skip
+        links = _links(hook.base, hook.seq + 1)
+        reply = twiml.render(segments, step.reply.then, links, self.agents)
+        if not self.store.commit(hook.call_sid, token, hook.seq, step.state, reply):
+            log.warning("call %s step %d: claim expired before commit", hook.call_sid, hook.seq)
+        self._log(lambda: self.calllog.append(hook.call_sid, entries, step.state.lang))
+        return reply
+
+    def status(self, call_sid: str, status: str, duration: int | None) -> None:
+        """The call's status callback: write its end once and let its state expire."""
+        now = self.clock()
+        if status in ("completed", "busy", "failed", "no-answer", "canceled"):
+            self._log(lambda: self.calllog.end(call_sid, status, duration, now))
+            try:
+                self.store.end(call_sid)
+            except redis.RedisError as exc:
+                log.error("call %s: could not expire its state (%s)", call_sid, _kind(exc))
+
+    def apology(self, base: str) -> str:
+        """Sorry, in both languages, with a retry (1) and a person (0): needs no Redis."""
+        segments = [self.catalog.render(say, lang, self._today()) for lang in LANGS for say in APOLOGY]
+        return twiml.apology(segments, f"{base}/voice/recover", f"{base}/voice", self.agents)
+
+    def recover(self, base: str, keys: str) -> str:
+        """The apology's keys: 1 starts the call again, 0 reaches a person."""
+        return twiml.recovery(RECOVERY_KEYS.get(keys, "restart"), f"{base}/voice", self.agents)
+
+    # --- effects ---------------------------------------------------------------------
+
+    def _run(self, effect: Effect, entries: list[Entry], now: datetime.datetime) -> Event:
+        """Run one effect for the engine and return its result as an event."""
+        if isinstance(effect, CheckId):
+            digest = idnumber.digest(self.pepper, effect.id_number)
+            locked = self.store.is_locked(digest)
+            return IdChecked(effect, digest, idnumber.mask(effect.id_number), locked)
+        if isinstance(effect, VerifyPin):
+            return self._verify(effect, entries, now)
+        return self._fetch(effect, entries, now)
+
+    def _verify(self, effect: VerifyPin, entries: list[Entry], now: datetime.datetime) -> Event:
+        if self.store.is_locked(effect.id_digest):
+            return PinChecked("locked")
+        result, ok = self._call("verify_pin", entries, now,
+                                lambda: self.accounts.verify_pin(effect.id_digest, effect.pin))  # fmt: skip
+        if not ok:
+            return PinChecked("unavailable")
+        if result.ok:
+            self.store.clear_failures(effect.id_digest)
+            return PinChecked("ok", result.account_id)
+        locked = self.store.record_failure(effect.id_digest)
+        return PinChecked("locked" if locked else "wrong")
+
+    def _fetch(self, effect: Fetch, entries: list[Entry], now: datetime.datetime) -> Event:
+        method = getattr(self.accounts, effect.what)
+        data, ok = self._call(effect.what, entries, now, lambda: method(effect.account))
+        if not ok:
+            return Fetched(effect, None)
+        if isinstance(data, list):
+            return Fetched(effect, [item.to_json() for item in data])
+        return Fetched(effect, data.to_json())
+
+    def _call(
+        self, name: str, entries: list[Entry], now: datetime.datetime, call: Callable[[], Any]
+    ) -> tuple[Any, bool]:
+        """Call the account service, logging outcome and latency; (result, ok)."""
+        started = time.perf_counter()
+        try:
+            result, ok, outcome = call(), True, "ok"
+        except AccountsError as exc:
+            result, ok, outcome = None, False, type(exc).__name__
+            log.error("account service %s failed: %s", name, outcome)
+        ms = round((time.perf_counter() - started) * 1000, 1)
+        entries.append(Entry(now, "service", {"call": name, "outcome": outcome, "ms": ms}))
+        return result, ok
+
+    # --- helpers ---------------------------------------------------------------------
+
+    def _render(self, says: tuple[Say, ...], lang: str) -> list[Segment]:
+        today = self._today()
+        return [self.catalog.render(say, lang, today) for say in says]
+
+    def _today(self) -> datetime.date:
+        return self.clock().astimezone(self.zone).date()
+
+    def _log(self, write: Callable[[], object]) -> None:
+        """Write to the call log; a database failure is reported, never put before the caller."""
+        try:
+            write()
+        except sa.exc.SQLAlchemyError as exc:
+            log.error("call log write failed: %s", _kind(exc))
+
+
+def _links(base: str, seq: int) -> twiml.Links:
+    return twiml.Links(
+        keys=f"{base}/voice/in/{seq}",
+        silence=f"{base}/voice/silence/{seq}",
+        transfer=f"{base}/voice/transfer/{seq}",
+    )
+
+
+def _entries(now: datetime.datetime, logs: tuple[Log, ...]) -> list[Entry]:
+    return [Entry(now, entry.kind, entry.as_dict()) for entry in logs]
+
+
+def _kind(exc: BaseException) -> str:
+    """An exception's class name only: its text may quote request data."""
+    return type(exc).__name__
+

@@ -1,0 +1,318 @@
+"""The call engine: `advance(menu, state, event)` -> `Step`. Pure: no Flask, Redis or Twilio.
+
+The web layer feeds events (a call started, keys, silence, the result of an
+effect) and gets back the new state plus either one effect to run (fetch data,
+check an ID number, verify a PIN) or the reply the caller hears next. Every
+call-log entry it emits is already redacted: an ID number is masked to its
+first 3 and last 4 characters, a PIN is `******`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from services.accounts import idnumber
+
+from .menu import ENTRY_KINDS, Menu, Node
+from .state import (
+    LANGS,
+    CallState,
+    CheckId,
+    Event,
+    Fetch,
+    Fetched,
+    Gather,
+    Hangup,
+    IdChecked,
+    Keys,
+    Log,
+    Money,
+    NoInput,
+    Param,
+    PinChecked,
+    Reply,
+    Say,
+    Start,
+    Step,
+    Term,
+    Transfer,
+    TransferEnded,
+    VerifyPin,
+    When,
+)
+
+PIN_MASK = "******"
+PIN_LENGTH = 6
+MAX_ID_TRIES = 3
+MAX_PIN_FAILURES = 3
+
+# Prompt keys the engine itself says (the menu table names the rest).
+INVALID = "error.invalid"
+SERVICE_DOWN = "error.service"
+SILENT_GOODBYE = "goodbye.silence"
+LIST_END = "list.end"
+LIST_FIRST = "list.first"
+NO_AGENT = "agent.unavailable"
+AGENT_BUSY = "agent.busy"
+ID_INVALID = "auth.id.invalid"
+ID_TOO_MANY = "auth.id.too_many"
+PIN_FORMAT = "auth.pin.format"
+AUTH_WRONG = "auth.wrong"
+AUTH_TOO_MANY = "auth.too_many"
+AUTH_BLOCKED = "auth.blocked"
+AUTH_LOCKED = "auth.locked"
+ENGINE_PROMPTS = (
+    INVALID, SERVICE_DOWN, SILENT_GOODBYE, LIST_END, LIST_FIRST, NO_AGENT, AGENT_BUSY,
+    ID_INVALID, ID_TOO_MANY, PIN_FORMAT, AUTH_WRONG, AUTH_TOO_MANY, AUTH_BLOCKED, AUTH_LOCKED,
+)  # fmt: skip
+
+Says = tuple[Say, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What the engine may know of the world outside the call: whether agents answer now."""
+
+    agents_open: bool = True
+
+
+OPEN = Context()
+
+
+def advance(menu: Menu, state: CallState, event: Event, ctx: Context = OPEN) -> Step:
+    """Apply one event to a call: the new state, and an effect to run or a reply to play."""
+    if isinstance(event, Start):
+        return _enter(menu, CallState(), menu.start, ctx)
+    node = menu[state.node]
+    if node.kind in ("announce", "hangup", "transfer") and isinstance(event, Keys | NoInput):
+        return _enter(menu, state, node.name, ctx)  # a late webhook: say where the call is
+    if isinstance(event, NoInput):
+        return _silence(menu, state, node, ctx)
+    if isinstance(event, Keys):
+        return _keys(menu, replace(state, silence=0), node, event.keys, ctx)
+    if isinstance(event, Fetched):
+        return _present(menu, state, event.effect.before, fetched=event)
+    if isinstance(event, IdChecked):
+        return _id_checked(menu, state, event, ctx)
+    if isinstance(event, PinChecked):
+        return _pin_checked(menu, state, event, ctx)
+    if isinstance(event, TransferEnded):
+        return _transfer_ended(menu, state, event, ctx)
+    raise TypeError(f"not an event: {type(event).__name__}")
+
+
+# --- moving between nodes ------------------------------------------------------------
+
+
+def _enter(
+    menu: Menu, state: CallState, target: str, ctx: Context, before: Says = (), push: bool = False
+) -> Step:
+    """Go to `target` (remembering where we were if `push`) and present it."""
+    node = menu[target]
+    if push and target != state.node and menu[state.node].kind in ("menu", "list"):
+        state = replace(state, stack=(*state.stack, state.node))
+    if node.auth and not state.authenticated:
+        if state.pin_failures >= MAX_PIN_FAILURES:
+            return _back(menu, state, ctx, (*before, Say(AUTH_BLOCKED)))
+        state = replace(state, pending=target, id_tries=0)
+        node = menu[menu.authenticate]
+    state = replace(state, node=node.name, index=0, wrong=0)
+    entered = Log.of("menu", node=node.name)
+    if node.kind == "announce":
+        assert node.next is not None
+        return _logged(_enter(menu, state, node.next, ctx, (*before, *_says(node.say))), entered)
+    if node.kind == "hangup":
+        done = replace(state, ended=True)
+        reply = Reply((*before, *_says(node.say)), Hangup())
+        return Step(done, reply=reply, log=(entered, Log.of("hangup", reason="goodbye")))
+    if node.kind == "transfer":
+        if not ctx.agents_open:
+            return _back(menu, state, ctx, (*before, Say(NO_AGENT)))
+        reply = Reply((*before, *_says(node.say)), Transfer())
+        return Step(state, reply=reply, log=(entered, Log.of("transfer", to="agent")))
+    return _logged(_present(menu, state, before), entered)
+
+
+def _back(menu: Menu, state: CallState, ctx: Context, before: Says = ()) -> Step:
+    """Return to the menu the caller came from (the main menu if none)."""
+    if state.stack:
+        *rest, previous = state.stack
+        return _enter(menu, replace(state, stack=tuple(rest)), previous, ctx, before)
+    return _enter(menu, state, _home(menu), ctx, before)
+
+
+def _home(menu: Menu) -> str:
+    start = menu[menu.start]
+    return start.next if start.kind == "announce" and start.next else start.name
+
+
+def _logged(step: Step, *entries: Log) -> Step:
+    return replace(step, log=(*entries, *step.log))
+
+
+def _says(keys: tuple[str, ...]) -> Says:
+    return tuple(Say(k) for k in keys)
+
+
+# --- presenting a node -----------------------------------------------------------
+
+
+def _present(
+    menu: Menu, state: CallState, before: Says = (), *, short: bool = False,
+    fetched: Fetched | None = None,
+) -> Step:  # fmt: skip
+    """Say the current node's prompt and wait for keys (fetching its data first if it has any)."""
+    node = menu[state.node]
+    if node.source and not short and fetched is None:
+        assert state.account is not None
+        return Step(state, effect=Fetch(node.source, state.account, before))
+    if fetched is not None and fetched.data is None:
+        entry = Log.of("service", what=fetched.effect.what, outcome="unavailable")
+        return _logged(_back(menu, state, OPEN, (*before, Say(SERVICE_DOWN))), entry)
+    data = fetched.data if fetched is not None else None
+    if short:
+        body: Says = (Say(node.short or ""),)
+    elif node.kind == "list":
+        if not data:
+            return _back(menu, state, OPEN, (*before, Say(node.empty or "")))
+        index = min(max(state.index, 0), len(data) - 1)
+        if index != state.index:
+            before = (*before, Say(LIST_END if state.index > index else LIST_FIRST))
+            state = replace(state, index=index)
+        params = ITEM_PARAMS[node.source or ""](data[index])
+        item = Say.of(node.item or "", n=index + 1, count=len(data), **params)
+        body = (item, Say(node.prompt or ""))
+    else:
+        params = ITEM_PARAMS[node.source](data) if node.source else {}
+        body = (Say.of(node.prompt or "", **params), *_says(node.also))
+    return Step(state, reply=Reply((*before, *body), _gather(node)))
+
+
+def _gather(node: Node) -> Gather:
+    if node.kind == "id_entry":
+        return Gather(num_digits=None, finish_on_key="#", timeout=node.timeout)
+    if node.kind == "pin_entry":
+        return Gather(num_digits=PIN_LENGTH, finish_on_key="#", timeout=node.timeout)
+    return Gather(num_digits=1, finish_on_key="", timeout=node.timeout)
+
+
+# --- input ---------------------------------------------------------------------
+
+
+def _silence(menu: Menu, state: CallState, node: Node, ctx: Context) -> Step:
+    state = replace(state, silence=state.silence + 1)
+    entry = Log.of("silence", node=node.name, count=state.silence)
+    if state.silence >= menu.max_silence:
+        return _logged(_enter(menu, state, menu.goodbye, ctx, (Say(SILENT_GOODBYE),)), entry)
+    return _logged(_present(menu, state, short=True), entry)
+
+
+def _keys(menu: Menu, state: CallState, node: Node, keys: str, ctx: Context) -> Step:
+    target = node.keys.get(keys)
+    if node.kind in ENTRY_KINDS and target is None:
+        return _entry(menu, state, node, keys, ctx)
+    entry = Log.of("key", node=node.name, keys=keys)
+    if target is None:
+        return _logged(_wrong_key(menu, state, ctx), entry)
+    return _logged(_act(menu, state, node, target, ctx), entry)
+
+
+def _wrong_key(menu: Menu, state: CallState, ctx: Context, say: str = INVALID) -> Step:
+    state = replace(state, wrong=state.wrong + 1)
+    if state.wrong >= menu.max_wrong:
+        target = menu.agent if ctx.agents_open else menu.goodbye
+        return _enter(menu, state, target, ctx, (Say(say),), push=True)
+    return _present(menu, state, (Say(say),))
+
+
+def _act(menu: Menu, state: CallState, node: Node, target: str, ctx: Context) -> Step:
+    if target == "@repeat":
+        return _present(menu, state)
+    if target == "@back":
+        return _back(menu, state, ctx)
+    if target in ("@next", "@previous"):
+        step = 1 if target == "@next" else -1
+        return _present(menu, replace(state, index=state.index + step, wrong=0))
+    if target == "@language":
+        lang = LANGS[(LANGS.index(state.lang) + 1) % len(LANGS)]
+        entry = Log.of("language", lang=lang)
+        return _logged(_present(menu, replace(state, lang=lang, wrong=0)), entry)
+    return _enter(menu, state, target, ctx, push=menu[target].kind in ("menu", "list", "transfer"))
+
+
+def _entry(menu: Menu, state: CallState, node: Node, keys: str, ctx: Context) -> Step:
+    """Keys typed into the ID number or PIN entry: check them (never log them)."""
+    if node.kind == "id_entry":
+        id_number = idnumber.normalize(keys)
+        entry = Log.of("key", node=node.name, keys=idnumber.mask(id_number))
+        if idnumber.is_valid(id_number):
+            return Step(state, effect=CheckId(id_number), log=(entry,))
+        state = replace(state, id_tries=state.id_tries + 1)
+        result = Log.of("auth", result="invalid_id")
+        if state.id_tries >= MAX_ID_TRIES:
+            return _logged(_back(menu, state, ctx, (Say(ID_TOO_MANY),)), entry, result)
+        return _logged(_present(menu, state, (Say(ID_INVALID),)), entry, result)
+    entry = Log.of("key", node=node.name, keys=PIN_MASK)
+    if len(keys) != PIN_LENGTH or not keys.isdigit():
+        return _logged(_wrong_key(menu, state, ctx, PIN_FORMAT), entry)
+    assert state.id_digest is not None
+    return Step(state, effect=VerifyPin(state.id_digest, keys), log=(entry,))
+
+
+def _id_checked(menu: Menu, state: CallState, event: IdChecked, ctx: Context) -> Step:
+    if event.locked:
+        entry = Log.of("auth", result="locked", id=event.masked)
+        return _logged(_back(menu, state, ctx, (Say(AUTH_LOCKED),)), entry)
+    state = replace(state, id_digest=event.digest, id_masked=event.masked)
+    return _enter(menu, state, menu.pin, ctx)
+
+
+def _pin_checked(menu: Menu, state: CallState, event: PinChecked, ctx: Context) -> Step:
+    entry = Log.of("auth", result=event.outcome, id=state.id_masked)
+    if event.outcome == "ok":
+        state = replace(state, account=event.account, id_digest=None, pin_failures=0)
+        target, state = state.pending or _home(menu), replace(state, pending=None)
+        return _logged(_enter(menu, state, target, ctx), entry)
+    forget = replace(state, id_digest=None, pending=None)
+    if event.outcome == "wrong":
+        state = replace(state, pin_failures=state.pin_failures + 1)
+        if state.pin_failures < MAX_PIN_FAILURES:
+            return _logged(_present(menu, state, (Say(AUTH_WRONG),)), entry)
+        forget = replace(forget, pin_failures=state.pin_failures)
+        return _logged(_back(menu, forget, ctx, (Say(AUTH_WRONG), Say(AUTH_TOO_MANY))), entry)
+    say = AUTH_LOCKED if event.outcome == "locked" else SERVICE_DOWN
+    return _logged(_back(menu, forget, ctx, (Say(say),)), entry)
+
+
+def _transfer_ended(menu: Menu, state: CallState, event: TransferEnded, ctx: Context) -> Step:
+    entry = Log.of("transfer_ended", status=event.status)
+    if event.status in ("completed", "bridged"):
+        return _logged(_enter(menu, state, menu.goodbye, ctx), entry)
+    return _logged(_back(menu, state, ctx, (Say(AGENT_BUSY),)), entry)
+
+
+# --- account data as prompt placeholders -------------------------------------------
+
+
+def _balance(data: Mapping[str, Any]) -> dict[str, Param]:
+    return {"amount": Money(data["amount"])}
+
+
+def _transaction(data: Mapping[str, Any]) -> dict[str, Param]:
+    return {
+        "date": When(data["time"]),
+        "place": str(data["place"]),
+        "category": Term(f"category.{data['category']}"),
+        "total": Money(data["total"]),
+        "pooled": Money(data["pooled_fund"]),
+        "personal": Money(data["personal_account"]),
+        "cash": Money(data["cash"]),
+    }
+
+
+ITEM_PARAMS: dict[str, Callable[[Mapping[str, Any]], dict[str, Param]]] = {
+    "balance": _balance,
+    "transactions": _transaction,
+}

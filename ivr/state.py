@@ -1,0 +1,265 @@
+"""The data the call engine works on: call state, events in, effects and replies out.
+
+Everything here is a frozen dataclass. `CallState` is what Redis keeps between
+webhooks (JSON with a schema version, never a PIN and never a full ID number);
+events are what the web layer tells the engine; effects are what the engine asks
+the web layer to do (and get back as events); a `Reply` is what the caller
+hears next, as prompt keys, rendered to TwiML at the edge.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+SCHEMA_VERSION = 1
+LANGS = ("cmn-CN", "en-US")
+
+
+class StateError(ValueError):
+    """Stored call state that cannot be read (corrupt, or another schema version)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallState:
+    """One call's progress through the menu: all that survives between webhooks."""
+
+    lang: str = "cmn-CN"
+    node: str = ""
+    stack: tuple[str, ...] = ()  # menus to return to with `*`
+    silence: int = 0  # no-input turns in a row
+    wrong: int = 0  # wrong keys in a row
+    index: int = 0  # position in a paged list
+    pending: str | None = None  # where to go once authenticated
+    id_digest: str | None = None  # keyed hash of the ID number being authenticated
+    id_masked: str | None = None  # first 3 + last 4 of it, for the call log
+    id_tries: int = 0  # malformed ID numbers keyed in this attempt
+    pin_failures: int = 0  # wrong PINs in this call
+    account: int | None = None  # the authenticated account
+    ended: bool = False
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether the caller has proved who they are in this call."""
+        return self.account is not None
+
+    def to_json(self) -> str:
+        """Serialise for Redis (compact JSON, schema-versioned)."""
+        data = {k: v for k, v in asdict(self).items() if v != _DEFAULTS[k]}
+        data["v"] = SCHEMA_VERSION
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> CallState:
+        """Read state written by `to_json`; raise StateError on anything else."""
+        try:
+            data = json.loads(raw)
+            if data.pop("v") != SCHEMA_VERSION:
+                raise StateError("call state has another schema version")
+            if "stack" in data:
+                data["stack"] = tuple(data["stack"])
+            return cls(**data)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise StateError(f"unreadable call state: {type(exc).__name__}") from None
+
+
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(CallState)}
+
+
+# --- what the caller hears --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    """An amount (2-place decimal string) to be read out in the caller's language."""
+
+    amount: str
+
+
+@dataclass(frozen=True, slots=True)
+class When:
+    """An ISO 8601 date or date-time to be read out as a date (and time of day)."""
+
+    iso: str
+    with_time: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Month:
+    """A `YYYY-MM` month to be read out."""
+
+    ym: str
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """Another prompt, inserted by key (e.g. a category name)."""
+
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Digits:
+    """Digits read one by one (card numbers)."""
+
+    digits: str
+
+
+Param = str | int | Money | When | Month | Term | Digits
+
+
+@dataclass(frozen=True, slots=True)
+class Say:
+    """One prompt, by key, with its named placeholders."""
+
+    key: str
+    params: tuple[tuple[str, Param], ...] = ()
+
+    @classmethod
+    def of(cls, key: str, **params: Param) -> Say:
+        """A prompt with keyword placeholders."""
+        return cls(key, tuple(sorted(params.items())))
+
+
+@dataclass(frozen=True, slots=True)
+class Gather:
+    """Wait for keys: a fixed count, or until the finish key."""
+
+    num_digits: int | None = 1
+    finish_on_key: str = "#"
+    timeout: int = 6
+
+
+@dataclass(frozen=True, slots=True)
+class Hangup:
+    """End the call."""
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """Put the caller through to an agent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What the caller hears next, then what happens."""
+
+    says: tuple[Say, ...]
+    then: Gather | Hangup | Transfer
+
+
+# --- events: what happened --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """A call has come in."""
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """The caller keyed something (the finish key already stripped)."""
+
+    keys: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class NoInput:
+    """The caller said nothing before the Gather timed out."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """The account service answered a `Fetch` (or failed: `data` is None)."""
+
+    effect: Fetch
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class IdChecked:
+    """A well-formed ID number was looked at: its digest, mask, and whether it is locked."""
+
+    effect: CheckId
+    digest: str
+    masked: str
+    locked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PinChecked:
+    """A PIN was checked: `ok` (with account), `wrong`, `locked`, or `unavailable`."""
+
+    outcome: Literal["ok", "wrong", "locked", "unavailable"]
+    account: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransferEnded:
+    """The agent leg ended: `completed`, `busy`, `no-answer`, `failed`, `canceled`, ..."""
+
+    status: str
+
+
+Event = Start | Keys | NoInput | Fetched | IdChecked | PinChecked | TransferEnded
+
+
+# --- effects: what the engine needs done ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """Read `what` (balance, transactions, ...) of an account; `before` is said first."""
+
+    what: str
+    account: int
+    before: tuple[Say, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CheckId:
+    """Digest a well-formed ID number and look up its lock (the ID never leaves memory)."""
+
+    id_number: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyPin:
+    """Check a PIN for the ID number being authenticated, counting failures."""
+
+    id_digest: str
+    pin: str = field(repr=False)
+
+
+Effect = Fetch | CheckId | VerifyPin
+
+
+# --- the call log -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    """One call-log entry, already redacted: `kind` and plain JSON data."""
+
+    kind: str
+    data: tuple[tuple[str, str | int | None], ...] = ()
+
+    @classmethod
+    def of(cls, kind: str, **data: str | int | None) -> Log:
+        """An entry with keyword data."""
+        return cls(kind, tuple(data.items()))
+
+    def as_dict(self) -> dict[str, str | int | None]:
+        """The data as a dict."""
+        return dict(self.data)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """The engine's answer: the new state, and either an effect to run or a reply."""
+
+    state: CallState
+    effect: Effect | None = None
+    reply: Reply | None = None
+    log: tuple[Log, ...] = ()

@@ -1,0 +1,104 @@
+"""The only module that builds TwiML: spoken segments plus what happens next."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from twilio.twiml.voice_response import Dial, Enqueue, VoiceResponse
+
+from .catalog import Segment
+from .state import Gather, Hangup, Transfer
+
+CONTENT_TYPE = "text/xml; charset=utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    """Where the call's next webhook goes: keys, silence, and the end of a transfer."""
+
+    keys: str
+    silence: str
+    transfer: str
+
+
+@dataclass(frozen=True, slots=True)
+class Agents:
+    """How a transfer reaches people: a Twilio queue, or a number to dial."""
+
+    queue: str | None = None
+    number: str | None = None
+    wait_url: str | None = None
+
+    @property
+    def available(self) -> bool:
+        """Whether any transfer is configured at all."""
+        return bool(self.queue or self.number)
+
+
+def render(
+    segments: Sequence[Segment], then: Gather | Hangup | Transfer, links: Links, agents: Agents
+) -> str:
+    """TwiML that speaks `segments` (interruptible by keys where input follows), then `then`."""
+    response = VoiceResponse()
+    if isinstance(then, Gather):
+        gather = response.gather(
+            action=links.keys,
+            method="POST",
+            timeout=then.timeout,
+            finish_on_key=then.finish_on_key,
+            num_digits=then.num_digits,
+        )
+        _speak(gather, segments)
+        response.redirect(links.silence, method="POST")
+    elif isinstance(then, Transfer) and agents.available:
+        _speak(response, segments)
+        if agents.queue:
+            enqueue = Enqueue(agents.queue, action=links.transfer, method="POST")
+            if agents.wait_url:
+                enqueue.set("waitUrl", agents.wait_url)
+                enqueue.set("waitUrlMethod", "POST")
+            response.append(enqueue)
+        else:
+            response.append(Dial(agents.number, action=links.transfer, method="POST", timeout=30))
+    else:
+        _speak(response, segments)
+        response.hangup()
+    return str(response)
+
+
+def _speak(parent: VoiceResponse, segments: Sequence[Segment]) -> None:
+    """One <Say> per run of segments in the same voice."""
+    run: list[str] = []
+    for i, segment in enumerate(segments):
+        run.append(segment.text)
+        if i + 1 == len(segments) or segments[i + 1].voice != segment.voice:
+            parent.say(" ".join(run), voice=segment.voice.voice, language=segment.voice.language)
+            run = []
+
+
+def apology(segments: Sequence[Segment], recover_url: str, restart_url: str, agents: Agents) -> str:
+    """The apology when the call's state is out of reach: one key to retry or reach a person."""
+    response = VoiceResponse()
+    gather = response.gather(action=recover_url, method="POST", timeout=6, num_digits=1,
+                             finish_on_key="")  # fmt: skip
+    _speak(gather, segments)
+    response.hangup()
+    return str(response)
+
+
+def recovery(action: str, restart_url: str, agents: Agents) -> str:
+    """After the apology: start the call again, or go straight to a person."""
+    response = VoiceResponse()
+    if action == "agent" and agents.queue:
+        response.enqueue(agents.queue)
+    elif action == "agent" and agents.number:
+        response.dial(agents.number, timeout=30)
+    else:
+        response.redirect(restart_url, method="POST")
+    return str(response)
+
+
+def empty() -> str:
+    """A TwiML document with nothing to do (status callbacks)."""
+    return str(VoiceResponse())

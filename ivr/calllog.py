@@ -93,6 +93,7 @@ class CallLog:
 
     def start(self, call_sid: str, caller: str, at: datetime.datetime) -> None:
         """A call came in: its row, with the caller's number masked."""
+        at = _utc(at)
         key = self._caller_key(caller) if self._caller_key else ""
         row = {"call_sid": call_sid, "started_at": at, "caller": mask_number(caller)}
         with self.engine.begin() as conn:
@@ -113,8 +114,11 @@ class CallLog:
                 summary["last_node"] = entry.data.get("node", "")
             elif entry.kind == "auth":
                 summary["auth"] = entry.data.get("result", "")
-            elif entry.kind in _OUTCOMES:
-                summary["outcome"] = _OUTCOMES[entry.kind]
+            elif entry.kind in _OUTCOMES:  # once transferred, a later goodbye does not undo it
+                summary["outcome"] = sa.case(
+                    (calls.c.outcome == "transferred", calls.c.outcome),
+                    else_=sa.literal(_OUTCOMES[entry.kind]),
+                )
         with self.engine.begin() as conn:
             conn.execute(events.insert(), [_row(call_sid, e) for e in entries])
             if summary:
@@ -122,6 +126,7 @@ class CallLog:
 
     def end(self, call_sid: str, status: str, duration: int | None, at: datetime.datetime) -> bool:
         """The call's final status arrived; False if it had already ended (a repeat)."""
+        at = _utc(at)
         with self.engine.begin() as conn:
             done = conn.execute(
                 calls.update()
@@ -163,7 +168,12 @@ def _final(status: str) -> sa.ColumnElement[str]:
 
 
 def _row(call_sid: str, entry: Entry) -> dict[str, Any]:
-    return {"call_sid": call_sid, "at": entry.at, "kind": entry.kind, "data": entry.data}
+    return {"call_sid": call_sid, "at": _utc(entry.at), "kind": entry.kind, "data": entry.data}
+
+
+def _utc(moment: datetime.datetime) -> datetime.datetime:
+    """Times are written in UTC: SQLite keeps no offset, and `_aware` reads them back as UTC."""
+    return moment.astimezone(datetime.UTC) if moment.tzinfo else moment
 
 
 def _aware(moment: datetime.datetime) -> datetime.datetime:

@@ -53,10 +53,13 @@ class Catalog:
     prompts: Mapping[str, Mapping[str, Prompt]]
     voices: Mapping[str, Voice]
 
-    def render(self, say: Say, lang: str, today: datetime.date) -> Segment:
-        """The text of one prompt in `lang`, placeholders filled in and read out as words."""
+    def render(
+        self, say: Say, lang: str, today: datetime.date, zone: datetime.tzinfo | None = None
+    ) -> Segment:
+        """The text of one prompt in `lang`, placeholders filled in and read out as words
+        (times in `zone`, the hotline's time zone)."""
         prompt = self.prompt(say.key, lang)
-        values = {name: self._value(value, lang, today) for name, value in say.params}
+        values = {name: self._value(value, lang, today, zone) for name, value in say.params}
         try:
             text = prompt.text.format_map(values)
         except KeyError as exc:
@@ -70,12 +73,16 @@ class Catalog:
         except KeyError:
             raise CatalogError(f"no prompt {key!r} in {lang}") from None
 
-    def _value(self, value: Param, lang: str, today: datetime.date) -> str:
+    def _value(
+        self, value: Param, lang: str, today: datetime.date, zone: datetime.tzinfo | None
+    ) -> str:
         match value:
             case Money(amount):
                 return speech.money(amount, lang)
             case When(iso, with_time):
                 moment = datetime.datetime.fromisoformat(iso)
+                if zone is not None and moment.tzinfo is not None:
+                    moment = moment.astimezone(zone)
                 text = speech.date(moment, lang, today)
                 return f"{text} {speech.time_of_day(moment, lang)}" if with_time else text
             case Month(ym):
@@ -116,10 +123,19 @@ def load(files: Mapping[str, str] | None = None) -> Catalog:
 
 def _prompt(lang: str, key: str, value: object) -> Prompt:
     if isinstance(value, str):
-        return Prompt(value, lang)
-    if isinstance(value, dict) and isinstance(value.get("text"), str):
-        return Prompt(value["text"], str(value.get("language", lang)))
-    raise CatalogError(f"prompts/{lang}.toml: {key} must be text or {{text, language}}")
+        prompt = Prompt(value, lang)
+    elif isinstance(value, dict) and isinstance(value.get("text"), str):
+        prompt = Prompt(value["text"], str(value.get("language", lang)))
+    else:
+        raise CatalogError(f"prompts/{lang}.toml: {key} must be text or {{text, language}}")
+    # A stray brace or an unnamed {} would otherwise fail mid-call, as a bare ValueError.
+    try:
+        names = [f for _, f, _, _ in string.Formatter().parse(prompt.text) if f is not None]
+    except ValueError as exc:
+        raise CatalogError(f"prompts/{lang}.toml: {key}: {exc}") from None
+    if not all(name.isidentifier() for name in names):
+        raise CatalogError(f"prompts/{lang}.toml: {key}: placeholders must be {{named}}")
+    return prompt
 
 
 def check(catalog: Catalog) -> None:

@@ -209,7 +209,7 @@ class Hotline:
 
     def _render(self, says: tuple[Say, ...], lang: str) -> list[Segment]:
         today = self._today()
-        return [self.catalog.render(say, lang, today) for say in says]
+        return [self.catalog.render(say, lang, today, self.zone) for say in says]
 
     def _today(self) -> datetime.date:
         return self.clock().astimezone(self.zone).date()

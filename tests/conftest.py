@@ -9,6 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hotline_server import Server, serve
+from twilio_sim import Simulator
+import redis
 import sqlalchemy as sa
 
 
@@ -45,3 +48,46 @@ def database_url(tmp_path: Path) -> Iterator[str]:
     """A database URL with an empty schema of its own (SQLite file, or a schema in DATABASE_URL)."""
     with fresh_database(tmp_path) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Redis: REDIS_URL when set, else an embedded server of the session's own."""
+    from ivr import embedded
+
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    folder = tmp_path_factory.mktemp("redis")
+    try:
+        yield embedded.ensure(folder)
+    finally:
+        embedded.stop(folder)
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A client of the real Redis, as the hotline makes it (closed afterwards)."""
+    from ivr import store
+
+    client = store.connect(redis_url, 1.0)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def hotline(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Server]:
+    """The hotline under gunicorn with the test accounts and an agent queue named `agents`."""
+    folder = tmp_path_factory.mktemp("hotline")
+    with fresh_database(folder) as url:
+        with serve(folder, redis_url, url, extra_env={"IVR_AGENT_QUEUE": "agents"}) as server:
+            yield server
+
+
+@pytest.fixture
+def sim(hotline: Server) -> Simulator:
+    """A Twilio that calls the hotline, signing with its auth token."""
+    return Simulator(hotline.url, hotline.token)

@@ -1,0 +1,196 @@
+"""The `ivr` command: serve the hotline, call it, manage accounts, read the call log."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import click
+
+from services.accounts import demo, idnumber
+from services.accounts.db import make_engine
+from services.accounts.errors import ImportFailed
+from services.accounts.store import AccountStore
+
+from . import embedded, store
+from .calllog import CallLog
+from .config import ConfigError, Settings
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _redis_url(settings: Settings) -> str:
+    return settings.redis_url or embedded.ensure(settings.instance_path)
+
+
+def _account_store(settings: Settings) -> AccountStore:
+    accounts = AccountStore(make_engine(settings.database_url), settings.pin_pepper)
+    accounts.create_schema()
+    return accounts
+
+
+def _call_log(settings: Settings) -> CallLog:
+    log = CallLog(make_engine(settings.database_url))
+    log.create_schema()
+    return log
+
+
+@click.group()
+def main() -> None:
+    """Hotline 12333: a telephone self-service hotline for medical-insurance accounts."""
+
+
+# --- serve --------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn workers.")
+@click.option("--demo", "with_demo", is_flag=True, help="Load the demo accounts first.")
+@click.option("--dev", is_flag=True, help="Development mode: sign webhooks with a local token.")
+def serve(host: str, port: int, workers: int, with_demo: bool, dev: bool) -> None:
+    """Run the hotline with gunicorn (embedded Redis and SQLite unless configured)."""
+    if dev:
+        os.environ["IVR_DEV_MODE"] = "1"
+    settings = _settings()
+    os.environ["IVR_INSTANCE_PATH"] = str(settings.instance_path)
+    if not settings.redis_url:
+        os.environ["REDIS_URL"] = embedded.ensure(settings.instance_path)
+        click.echo(f"Embedded Redis: {os.environ['REDIS_URL']}")
+    accounts = _account_store(settings)
+    if with_demo:
+        click.echo(f"Demo accounts loaded: {demo.load_demo(accounts)}")
+    accounts.engine.dispose()
+    click.echo(f"Database: {settings.database_url}")
+    click.echo(f"Hotline answering on http://{host}:{port}/voice")
+    if dev:
+        click.echo("Dial it from another terminal:  ivr call")
+    gunicorn = shutil.which("gunicorn") or str(Path(sys.executable).with_name("gunicorn"))
+    args = [gunicorn, "--workers", str(workers), "--bind", f"{host}:{port}",
+            "--access-logfile", "-", "--timeout", "30", "ivr:create_app()"]  # fmt: skip
+    os.execv(gunicorn, args)
+
+
+# --- call ---------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("url", default="http://127.0.0.1:8000/voice")
+@click.option("--from", "from_", default="+8613800138000", show_default=True)
+@click.option("--to", default="+8612333", show_default=True)
+@click.option("--speak/--no-speak", default=True, help="Speak prompts with espeak-ng if installed.")
+def call(url: str, from_: str, to: str, speak: bool) -> None:
+    """Dial the hotline from this terminal: read (and hear) prompts, type keys."""
+    from .phone import console_call
+
+    settings = _settings()
+    token = settings.twilio_auth_token
+    dev_token = settings.instance_path / "dev-auth-token"
+    if not token and dev_token.exists():
+        token = dev_token.read_text().strip()
+    if not token:
+        raise click.ClickException(
+            "no token to sign with: set TWILIO_AUTH_TOKEN to the hotline's, or start it with "
+            "`ivr serve --dev` from this folder"
+        )
+    status_url = url.rstrip("/") + "/status"
+    sys.exit(console_call(url, token, from_=from_, to=to, speak=speak, status_url=status_url))
+
+
+# --- accounts -----------------------------------------------------------------------
+
+
+@main.group()
+def accounts() -> None:
+    """Account data: import, demo accounts, unlock."""
+
+
+@accounts.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def import_(file: Path) -> None:
+    """Import accounts from a JSON file (SPEC 7): all or nothing."""
+    try:
+        count = _account_store(_settings()).import_file(file)
+    except ImportFailed as exc:
+        raise click.ClickException(f"nothing imported: {exc}") from None
+    click.echo(f"Imported {count} account{'s' if count != 1 else ''} from {file}.")
+
+
+@accounts.command("demo")
+def demo_() -> None:
+    """Load the demo accounts (their ID numbers and PINs are in the README)."""
+    click.echo(f"Loaded {demo.load_demo(_account_store(_settings()))} demo accounts.")
+
+
+@accounts.command()
+@click.argument("id_number")
+def unlock(id_number: str) -> None:
+    """Lift the 24-hour lock on an ID number (after too many wrong PINs)."""
+    normalized = idnumber.normalize(id_number.strip())
+    if not idnumber.is_valid(normalized):
+        raise click.ClickException("that is not a valid 18-character ID number (check digit)")
+    settings = _settings()
+    client = store.connect(_redis_url(settings), 2.0)
+    try:
+        was = store.Store(client).unlock(idnumber.digest(settings.pin_pepper, normalized))
+    finally:
+        client.close()
+    masked = idnumber.mask(normalized)
+    click.echo(f"{masked}: unlocked." if was else f"{masked}: was not locked; failures reset.")
+
+
+# --- calls --------------------------------------------------------------------------
+
+
+@main.group()
+def calls() -> None:
+    """The call log: list calls, show one call's timeline."""
+
+
+@calls.command("list")
+@click.option("--limit", default=20, show_default=True, type=int)
+def list_(limit: int) -> None:
+    """The newest calls first."""
+    records = _call_log(_settings()).recent(limit)
+    if not records:
+        click.echo("No calls yet.")
+        return
+    click.echo(f"{'started (UTC)':19}  {'call':34}  {'caller':14}  {'secs':>5}  "
+               f"{'auth':8}  {'last menu':13}  outcome")  # fmt: skip
+    for r in records:
+        secs = "" if r.duration is None else str(r.duration)
+        click.echo(f"{r.started_at:%Y-%m-%d %H:%M:%S}  {r.call_sid:34}  {r.caller:14}  "
+                   f"{secs:>5}  {r.auth or '-':8}  {r.last_node or '-':13}  {r.outcome}")  # fmt: skip
+
+
+@calls.command()
+@click.argument("call_sid")
+def show(call_sid: str) -> None:
+    """One call's timeline, redacted as it was written."""
+    record = _call_log(_settings()).get(call_sid)
+    if record is None:
+        raise click.ClickException(f"no call {call_sid} in the call log")
+    click.echo(f"Call {record.call_sid} from {record.caller}, {record.started_at:%Y-%m-%d %H:%M:%S} UTC")
+    click.echo(f"outcome {record.outcome}, auth {record.auth or '-'}, "
+               f"duration {record.duration if record.duration is not None else '?'} s")  # fmt: skip
+    for entry in record.timeline:
+        offset = (entry.at - record.started_at).total_seconds()
+        data = "  ".join(f"{k}={_show(v)}" for k, v in entry.data.items())
+        click.echo(f"  +{offset:7.2f}s  {entry.kind:14} {data}")
+
+
+def _show(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+if __name__ == "__main__":
+    main()

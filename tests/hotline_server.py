@@ -1,0 +1,98 @@
+"""The hotline served for real: gunicorn, a real Redis, a real database, test accounts."""
+
+from __future__ import annotations
+
+import os
+import uuid
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+TOKEN = "test-auth-token-0123456789abcdef"
+PEPPER = f"test-pepper-{uuid.uuid4().hex}"  # fresh per run: no lock outlives it
+DATA = Path(__file__).parent / "data"
+BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running hotline: its URL, how to sign for it, its environment and its log."""
+
+    url: str
+    token: str
+    env: Mapping[str, str]
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    def ivr(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the `ivr` command against this hotline's Redis and database."""
+        return subprocess.run([str(BIN / "ivr"), *args], env=dict(self.env), input=stdin,
+                              capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve(
+    folder: Path, redis_url: str, database_url: str, *, workers: int = 2,
+    extra_env: Mapping[str, str] | None = None,
+) -> Iterator[Server]:  # fmt: skip
+    """Start gunicorn with the hotline on a free port; stop it afterwards."""
+    env = {
+        **os.environ,
+        "IVR_INSTANCE_PATH": str(folder),
+        "TWILIO_AUTH_TOKEN": TOKEN,
+        "IVR_PIN_PEPPER": PEPPER,
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": database_url,
+        **(extra_env or {}),
+    }
+    env.pop("IVR_DEV_MODE", None)
+    imported = subprocess.run([str(BIN / "ivr"), "accounts", "import", str(DATA / "accounts.json")],
+                              env=env, capture_output=True, text=True, check=False)  # fmt: skip
+    assert imported.returncode == 0, imported.stderr
+    port = free_port()
+    log = folder / "server.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [str(BIN / "gunicorn"), "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
+             "--access-logfile", "-", "--log-level", "info", "ivr:create_app()"],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(url, process, log)
+        yield Server(url, TOKEN, env, log, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the hotline did not come up:\n{log.read_text()}")

@@ -141,6 +141,8 @@ def _prompt(lang: str, key: str, value: object) -> Prompt:
 def check(catalog: Catalog) -> None:
     """Raise CatalogError unless every language has the same keys with the same placeholders."""
     langs = sorted(catalog.prompts)
+    if not langs:
+        raise CatalogError("no prompt files")
     first = catalog.prompts[langs[0]]
     for lang in langs:
         table = catalog.prompts[lang]

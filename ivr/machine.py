@@ -170,7 +170,9 @@ def _present(
         return Step(state, effect=Fetch(node.source, state.account, before))
     if fetched is not None and fetched.data is None:
         entry = Log.of("service", what=fetched.effect.what, outcome="unavailable")
-        return _logged(_back(menu, state, OPEN, (*before, Say(SERVICE_DOWN))), entry)
+        # going back may fetch again and fail again: the caller hears the apology once
+        sorry = () if Say(SERVICE_DOWN) in before else (Say(SERVICE_DOWN),)
+        return _logged(_back(menu, state, OPEN, (*before, *sorry)), entry)
     data = fetched.data if fetched is not None else None
     if short:
         body: Says = (Say(node.short or ""),)
@@ -185,7 +187,7 @@ def _present(
         item = Say.of(node.item or "", n=index + 1, count=len(data), **params)
         body = (item, Say(node.prompt or ""))
     else:
-        params = ITEM_PARAMS[node.source](data) if node.source else {}
+        params = ITEM_PARAMS[node.source](data) if node.source and data else {}
         body = (Say.of(node.prompt or "", **params), *_says(node.also))
     return Step(state, reply=Reply((*before, *body), _gather(node)))
 
@@ -229,7 +231,8 @@ def _wrong_key(menu: Menu, state: CallState, ctx: Context, say: str = INVALID) -
 
 def _act(menu: Menu, state: CallState, node: Node, target: str, ctx: Context) -> Step:
     if target == "@repeat":
-        return _present(menu, state)
+        # a right key: the wrong keys before it are no longer "in a row"
+        return _present(menu, replace(state, wrong=0))
     if target == "@back":
         return _back(menu, state, ctx)
     if target in ("@next", "@previous"):

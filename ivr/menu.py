@@ -121,8 +121,9 @@ def _node(name: str, spec: Any, common: dict[str, str], timeout: int) -> Node:
     known = set(Node.__slots__) - {"name"}
     unknown = set(spec) - known
     if unknown:
-        raise MenuError(f"node {name}: unknown field {sorted(unknown)[0]!r}")
-    keys = {} if kind in ("announce", "hangup", "transfer") else common | _keys(name, spec.get("keys", {}))
+        raise MenuError(f"node {name}: unknown field {min(unknown)!r}")
+    interactive = kind not in ("announce", "hangup", "transfer")
+    keys = common | _keys(f"node {name}", spec.get("keys", {})) if interactive else {}
     return Node(
         name=name,
         kind=kind,

@@ -60,6 +60,8 @@ class CallState:
             if "stack" in data:
                 data["stack"] = tuple(data["stack"])
             return cls(**data)
+        except StateError:
+            raise
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise StateError(f"unreadable call state: {type(exc).__name__}") from None
 

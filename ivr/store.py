@@ -49,6 +49,11 @@ redis.call('DEL', KEYS[2])
 return 1
 """
 
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 _FAIL = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 1 end
 local n = redis.call('INCR', KEYS[1])
@@ -92,6 +97,7 @@ class Store:
         self._begin = client.register_script(_BEGIN)
         self._commit = client.register_script(_COMMIT)
         self._fail = client.register_script(_FAIL)
+        self._release = client.register_script(_RELEASE)
 
     @staticmethod
     def _call_keys(call_sid: str) -> list[str]:
@@ -105,11 +111,11 @@ class Store:
         """Claim step `seq` of a call, or learn that it was already answered."""
         token = secrets.token_hex(8)
         outcome, payload = self._begin(self._call_keys(call_sid), [seq, token, CLAIM_MS])
-        kind = outcome.decode()
+        kind: Any = outcome.decode()
         if kind == "go":
             state = CallState.from_json(payload) if payload else None
             return Begun("go", state=state, token=token)
-        return Begun(kind, reply=payload.decode() if payload else None)  # type: ignore[arg-type]
+        return Begun(kind, reply=payload.decode() if payload else None)
 
     def commit(self, call_sid: str, token: str, seq: int, state: CallState, reply: str) -> bool:
         """Save the state after step `seq` and the reply it got; False if the claim was lost."""
@@ -119,9 +125,7 @@ class Store:
 
     def release(self, call_sid: str, token: str) -> None:
         """Give a claim back without saving (the step failed half-way)."""
-        key = self._call_keys(call_sid)[1]
-        if self.redis.get(key) == token.encode():
-            self.redis.delete(key)
+        self._release([self._call_keys(call_sid)[1]], [token])
 
     def end(self, call_sid: str) -> None:
         """The call is over: keep its state a little longer for late duplicates, then forget it."""

@@ -37,7 +37,7 @@ def twilio_signed(view: F) -> F:
 
     @wraps(view)
     def checked(*args: object, **kwargs: object) -> Response:
-        validator = cast(RequestValidator | None, current_app.extensions.get("ivr.validator"))
+        validator: RequestValidator | None = current_app.extensions.get("ivr.validator")
         params = request.form if request.method == "POST" else {}
         signature = request.headers.get("X-Twilio-Signature", "")
         if validator is None or not validator.validate(signed_url(), params, signature):

@@ -1,0 +1,211 @@
+"""The call log against the real database (SQLite, or DATABASE_URL): a durable, redacted
+timeline per call, with a summary row supervisors list and filter."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from ivr.calllog import CallLog, Entry, calls, events, mask_number
+from services.accounts.db import make_engine
+
+T0 = datetime.datetime(2026, 11, 23, 2, 0, tzinfo=datetime.UTC)
+CALLER = "+8613800138000"
+
+
+def at(seconds: int) -> datetime.datetime:
+    return T0 + datetime.timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[sa.Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def log(engine: sa.Engine) -> CallLog:
+    calllog = CallLog(engine, caller_key=lambda number: f"key:{number[-4:]}")
+    calllog.create_schema()
+    return calllog
+
+
+@pytest.fixture
+def sid() -> str:
+    return "CA" + uuid.uuid4().hex
+
+
+@pytest.mark.parametrize(
+    ("number", "masked"),
+    [
+        ("+8613800138000", "+86*******8000"),
+        ("13800138000", "138****8000"),
+        ("+15551234567", "+15*****4567"),
+        ("12345678", "123*5678"),
+        ("1234567", "*******"),
+        ("12333", "*****"),
+        ("", ""),
+    ],
+)
+def test_mask_number_keeps_only_the_first_3_and_last_4(number: str, masked: str) -> None:
+    assert mask_number(number) == masked
+
+
+def test_a_call_starts_with_the_caller_masked(log: CallLog, engine: sa.Engine, sid: str) -> None:
+    log.start(sid, CALLER, T0)
+    record = log.get(sid)
+    assert record is not None
+    assert (record.call_sid, record.caller, record.started_at) == (sid, "+86*******8000", T0)
+    assert (record.lang, record.last_node, record.auth) == ("cmn-CN", "", "")
+    assert (record.outcome, record.status, record.duration, record.ended_at) == (
+        "in-progress", "", None, None,
+    )  # fmt: skip
+    assert [(e.kind, e.data, e.at) for e in record.timeline] == [
+        ("start", {"caller": "+86*******8000"}, T0)
+    ]
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(calls.c.caller, calls.c.caller_key)).all()
+        data = conn.execute(sa.select(events.c.data)).scalars().all()
+    assert stored == [("+86*******8000", "key:8000")]
+    assert CALLER not in repr(stored) + repr(data)
+
+
+@pytest.mark.parametrize("offset", [0, 8, -5], ids=["utc", "beijing", "new-york"])
+def test_times_come_back_as_the_same_instants(log: CallLog, sid: str, offset: int) -> None:
+    zone = datetime.timezone(datetime.timedelta(hours=offset))
+    start, pressed, ended = (moment.astimezone(zone) for moment in (T0, at(5), at(9)))
+    log.start(sid, CALLER, start)
+    log.append(sid, [Entry(pressed, "key", {"node": "main", "keys": "1"})])
+    log.end(sid, "completed", 9, ended)
+    record = log.get(sid)
+    assert record is not None
+    assert (record.started_at, record.ended_at) == (T0, at(9))
+    assert [e.at for e in record.timeline] == [T0, at(5), at(9)]
+
+
+def test_a_repeated_start_changes_nothing(log: CallLog, sid: str) -> None:
+    log.start(sid, CALLER, T0)
+    log.start(sid, "+8613900000000", at(5))
+    record = log.get(sid)
+    assert record is not None
+    assert (record.caller, record.started_at) == ("+86*******8000", T0)
+    assert [e.kind for e in record.timeline] == ["start"]
+
+
+def test_append_keeps_the_summary_up_to_date(log: CallLog, sid: str) -> None:
+    log.start(sid, CALLER, T0)
+    log.append(sid, [
+        Entry(at(1), "menu", {"node": "welcome"}),
+        Entry(at(1), "menu", {"node": "main"}),
+        Entry(at(1), "prompt", {"key": "welcome", "text": "您好"}),
+    ])  # fmt: skip
+    record = log.get(sid)
+    assert record is not None
+    assert (record.last_node, record.auth, record.outcome, record.lang) == (
+        "main", "", "in-progress", "cmn-CN",
+    )  # fmt: skip
+
+    log.append(sid, [
+        Entry(at(20), "key", {"node": "auth.id", "keys": "110***********002X"}),
+        Entry(at(30), "auth", {"result": "wrong", "id": "110***********002X"}),
+    ], lang="en-US")  # fmt: skip
+    log.append(sid, [
+        Entry(at(40), "auth", {"result": "ok", "id": "110***********002X"}),
+        Entry(at(40), "menu", {"node": "balance"}),
+    ])  # fmt: skip
+    record = log.get(sid)
+    assert record is not None
+    assert (record.last_node, record.auth, record.outcome, record.lang) == (
+        "balance", "ok", "in-progress", "en-US",
+    )  # fmt: skip
+
+    log.append(sid, [Entry(at(50), "transfer", {"to": "agent"})])
+    assert log.get(sid).outcome == "transferred"  # type: ignore[union-attr]
+    log.append(sid, [])  # nothing to add: nothing changes
+    assert len(log.get(sid).timeline) == 1 + 3 + 2 + 2 + 1  # type: ignore[union-attr]
+
+
+def test_the_timeline_comes_back_in_order(log: CallLog, sid: str) -> None:
+    log.start(sid, CALLER, T0)
+    written = [
+        Entry(at(1), "menu", {"node": "main"}),
+        Entry(at(1), "prompt", {"key": "main.menu", "text": "查询医保个人账户余额…"}),
+        Entry(at(4), "key", {"node": "main", "keys": "1"}),
+        Entry(at(9), "key", {"node": "auth.pin", "keys": "******"}),
+        Entry(at(9), "service", {"call": "verify_pin", "outcome": "ok", "ms": 12.5}),
+        Entry(at(12), "hangup", {"reason": "goodbye"}),
+    ]
+    log.append(sid, written[:2])
+    log.append(sid, written[2:])
+    assert log.end(sid, "completed", 15, at(15))
+    record = log.get(sid)
+    assert record is not None
+    assert list(record.timeline) == [
+        Entry(T0, "start", {"caller": "+86*******8000"}),
+        *written,
+        Entry(at(15), "end", {"status": "completed", "duration": 15}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("entries", "status", "outcome"),
+    [
+        ([Entry(T0, "hangup", {"reason": "goodbye"})], "completed", "completed"),
+        ([Entry(T0, "transfer", {"to": "agent"})], "completed", "transferred"),
+        ([Entry(T0, "menu", {"node": "main"})], "completed", "abandoned"),
+        ([], "no-answer", "no-answer"),
+        ([], "failed", "failed"),
+    ],
+)
+def test_a_call_ends_once_with_its_outcome(
+    log: CallLog, sid: str, entries: list[Entry], status: str, outcome: str
+) -> None:
+    log.start(sid, CALLER, T0)
+    log.append(sid, entries)
+    assert log.end(sid, status, 42, at(42)) is True
+    assert log.end(sid, "failed", 99, at(99)) is False
+    record = log.get(sid)
+    assert record is not None
+    assert (record.status, record.duration, record.ended_at, record.outcome) == (
+        status, 42, at(42), outcome,
+    )  # fmt: skip
+    assert [e.kind for e in record.timeline].count("end") == 1
+
+
+def test_ending_an_unknown_call_does_nothing(log: CallLog, sid: str) -> None:
+    assert log.end(sid, "completed", 3, T0) is False
+    assert log.get(sid) is None
+
+
+def test_recent_lists_the_newest_calls_first(log: CallLog) -> None:
+    sids = [f"CA{n:02d}" + uuid.uuid4().hex[:8] for n in range(5)]
+    for n in (2, 0, 4, 1, 3):  # started out of order
+        log.start(sids[n], CALLER, at(60 * n))
+    log.append(sids[1], [Entry(at(61), "menu", {"node": "main"})])
+    recent = log.recent()
+    assert [r.call_sid for r in recent] == sids[::-1]
+    assert all(r.timeline == () for r in recent), "lists carry no timelines"
+    assert recent[3].last_node == "main"
+    assert [r.call_sid for r in log.recent(limit=2)] == [sids[4], sids[3]]
+    assert [r.call_sid for r in log.recent(limit=2, offset=2)] == [sids[2], sids[1]]
+    assert all(r.started_at.tzinfo is not None for r in recent)
+
+
+def test_get_of_an_unknown_call_is_none(log: CallLog) -> None:
+    assert log.get("CA-nothing") is None
+
+
+def test_the_log_survives_a_new_engine(database_url: str, log: CallLog, sid: str) -> None:
+    log.start(sid, CALLER, T0)
+    log.append(sid, [Entry(at(1), "menu", {"node": "main"})])
+    other = make_engine(database_url)
+    try:
+        record = CallLog(other).get(sid)
+    finally:
+        other.dispose()
+    assert record is not None and record.last_node == "main"

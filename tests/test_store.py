@@ -1,0 +1,205 @@
+"""The Redis store against a real Redis (REDIS_URL, or the embedded one): each step of a call
+is applied once, repeated deliveries get the same reply, and wrong PINs lock an ID number."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+import redis
+from redis.cluster import key_slot
+
+from ivr import store as store_module
+from ivr.state import CallState
+from ivr.store import ENDED_TTL, LOCK_SECONDS, MAX_FAILURES, Begun, Store
+
+PIN = "135790"
+ZHANG = "11010519491231002X"
+
+
+@pytest.fixture
+def store(redis_client: redis.Redis) -> Store:
+    return Store(redis_client, call_ttl=3600)
+
+
+@pytest.fixture
+def sid() -> str:
+    return "CA" + uuid.uuid4().hex
+
+
+@pytest.fixture
+def digest() -> str:
+    return uuid.uuid4().hex * 2
+
+
+def keys_of(client: redis.Redis, part: str) -> set[bytes]:
+    return set(client.scan_iter(match=f"*{part}*", count=1000))
+
+
+AT_MAIN = CallState(node="main")
+AT_BALANCE = CallState(node="balance", account=7, stack=("main",))
+
+
+def test_the_first_step_goes_and_a_concurrent_delivery_of_it_is_busy(store: Store, sid: str) -> None:
+    first = store.begin(sid, 0)
+    assert first.outcome == "go" and first.state is None and first.token
+    assert store.begin(sid, 0) == Begun("busy")
+
+
+def test_after_commit_a_repeat_replays_the_reply_and_the_next_step_goes(
+    store: Store, sid: str
+) -> None:
+    first = store.begin(sid, 0)
+    assert store.commit(sid, first.token, 0, AT_MAIN, "<Response>main</Response>")
+    assert store.begin(sid, 0) == Begun("replay", reply="<Response>main</Response>")
+    assert store.begin(sid, 0) == Begun("replay", reply="<Response>main</Response>")
+    second = store.begin(sid, 1)
+    assert second.outcome == "go" and second.state == AT_MAIN
+    assert second.token and second.token != first.token
+
+
+def test_a_stale_step_gets_the_latest_reply(store: Store, sid: str) -> None:
+    for seq, (state, reply) in enumerate([(AT_MAIN, "<r>0</r>"), (AT_BALANCE, "<r>1</r>")]):
+        begun = store.begin(sid, seq)
+        assert begun.outcome == "go"
+        assert store.commit(sid, begun.token, seq, state, reply)
+    assert store.begin(sid, 0) == Begun("stale", reply="<r>1</r>")
+    assert store.begin(sid, 1) == Begun("replay", reply="<r>1</r>")
+    assert store.begin(sid, 2).state == AT_BALANCE
+
+
+def test_a_step_ahead_of_the_call_is_stale_not_applied(store: Store, sid: str) -> None:
+    begun = store.begin(sid, 0)
+    store.commit(sid, begun.token, 0, AT_MAIN, "<r>0</r>")
+    assert store.begin(sid, 5) == Begun("stale", reply="<r>0</r>")
+
+
+@pytest.mark.parametrize("seq", [1, 2, 17])
+def test_a_later_step_of_an_unknown_call_is_missing(store: Store, sid: str, seq: int) -> None:
+    assert store.begin(sid, seq) == Begun("missing")
+    assert keys_of(store.redis, sid) == set()
+
+
+def test_a_commit_with_a_wrong_token_changes_nothing(store: Store, sid: str) -> None:
+    begun = store.begin(sid, 0)
+    assert not store.commit(sid, "not-the-token", 0, AT_MAIN, "<r>0</r>")
+    assert store.redis.exists(f"ivr:{{{sid}}}") == 0
+    assert store.begin(sid, 0) == Begun("busy"), "the real claim still holds"
+    assert store.commit(sid, begun.token, 0, AT_MAIN, "<r>0</r>")
+    assert not store.commit(sid, begun.token, 0, AT_BALANCE, "<r>again</r>"), "a claim is used once"
+    assert store.begin(sid, 1).state == AT_MAIN
+    assert store.begin(sid, 0).reply == "<r>0</r>"
+
+
+def test_release_frees_the_claim_and_saves_nothing(store: Store, sid: str) -> None:
+    begun = store.begin(sid, 0)
+    store.release(sid, "not-the-token")
+    assert store.begin(sid, 0).outcome == "busy"
+    store.release(sid, begun.token)
+    again = store.begin(sid, 0)
+    assert again.outcome == "go" and again.state is None
+    assert not store.commit(sid, begun.token, 0, AT_MAIN, "<r>late</r>"), "the old claim is gone"
+    assert store.commit(sid, again.token, 0, AT_MAIN, "<r>0</r>")
+
+
+def test_a_claim_expires_on_its_own(store: Store, sid: str) -> None:
+    store.begin(sid, 0)
+    claims = [k for k in keys_of(store.redis, sid) if k.endswith(b":claim")]
+    assert len(claims) == 1
+    assert 0 < store.redis.pttl(claims[0]) <= store_module.CLAIM_MS
+
+
+def test_the_saved_state_is_json_and_expires(store: Store, sid: str) -> None:
+    begun = store.begin(sid, 0)
+    state = CallState(node="auth.pin", id_digest="d" * 64, id_masked="110***********002X")
+    store.commit(sid, begun.token, 0, state, "<r>0</r>")
+    (key,) = keys_of(store.redis, sid)
+    saved = store.redis.hgetall(key)
+    assert CallState.from_json(saved[b"state"]) == state
+    assert json.loads(saved[b"state"])["node"] == "auth.pin"
+    assert ZHANG.encode() not in b"".join(saved.values()) and PIN.encode() not in saved[b"state"]
+    assert 3600 - 5 < store.redis.ttl(key) <= 3600
+
+
+def test_an_ended_call_is_kept_only_briefly(store: Store, sid: str) -> None:
+    begun = store.begin(sid, 0)
+    store.commit(sid, begun.token, 0, CallState(node="goodbye", ended=True), "<r>bye</r>")
+    (key,) = keys_of(store.redis, sid)
+    assert 0 < store.redis.ttl(key) <= ENDED_TTL
+
+    other = "CA" + uuid.uuid4().hex
+    begun = store.begin(other, 0)
+    store.commit(other, begun.token, 0, AT_MAIN, "<r>0</r>")
+    store.end(other)
+    (key,) = keys_of(store.redis, other)
+    assert 0 < store.redis.ttl(key) <= ENDED_TTL
+
+
+def test_the_keys_of_one_call_share_one_cluster_slot(store: Store, sid: str) -> None:
+    begun = store.begin(sid, 0)
+    during = keys_of(store.redis, sid)
+    store.commit(sid, begun.token, 0, AT_MAIN, "<r>0</r>")
+    after = keys_of(store.redis, sid)
+    assert len(during | after) == 2, during | after
+    assert {key_slot(k) for k in during | after} == {key_slot(sid.encode())}
+
+
+# --- PIN failures and locks ---------------------------------------------------------
+
+
+def test_five_failures_in_a_row_lock_an_id_number(store: Store, digest: str) -> None:
+    assert not store.is_locked(digest)
+    for _ in range(MAX_FAILURES - 1):
+        assert store.record_failure(digest) is False
+        assert not store.is_locked(digest)
+    assert store.record_failure(digest) is True
+    assert store.is_locked(digest)
+    assert store.record_failure(digest) is True, "still locked"
+    (lock,) = keys_of(store.redis, digest)
+    assert LOCK_SECONDS - 5 < store.redis.ttl(lock) <= LOCK_SECONDS
+
+
+def test_a_right_pin_starts_the_count_again(store: Store, digest: str) -> None:
+    for _ in range(MAX_FAILURES - 1):
+        store.record_failure(digest)
+    store.clear_failures(digest)
+    for _ in range(MAX_FAILURES - 1):
+        assert not store.record_failure(digest)
+    assert not store.is_locked(digest)
+    assert store.record_failure(digest)
+
+
+def test_unlock_lifts_the_lock_and_the_count(store: Store, digest: str) -> None:
+    assert store.unlock(digest) is False, "nothing to lift"
+    for _ in range(MAX_FAILURES):
+        store.record_failure(digest)
+    assert store.unlock(digest) is True
+    assert not store.is_locked(digest)
+    for _ in range(MAX_FAILURES - 1):
+        assert not store.record_failure(digest)
+    assert not store.is_locked(digest)
+
+
+def test_counts_are_per_id_number(store: Store, digest: str) -> None:
+    other = uuid.uuid4().hex * 2
+    for _ in range(MAX_FAILURES):
+        store.record_failure(digest)
+    assert store.is_locked(digest) and not store.is_locked(other)
+    assert not store.record_failure(other)
+
+
+def test_the_keys_of_one_id_number_share_one_cluster_slot(store: Store, digest: str) -> None:
+    store.record_failure(digest)
+    counting = keys_of(store.redis, digest)
+    for _ in range(MAX_FAILURES - 1):
+        store.record_failure(digest)
+    locked = keys_of(store.redis, digest)
+    assert len(counting) == len(locked) == 1 and counting != locked
+    assert {key_slot(k) for k in counting | locked} == {key_slot(f"id:{digest}".encode())}
+
+
+def test_the_failure_count_expires(store: Store, digest: str) -> None:
+    store.record_failure(digest)
+    (fails,) = keys_of(store.redis, digest)
+    assert 0 < store.redis.ttl(fails) <= LOCK_SECONDS

@@ -67,11 +67,16 @@ def _accounts(settings: Settings, engine: sa.Engine) -> AccountsClient:
 
 
 def _create_schema(create: Any) -> None:
-    """Create tables; a second worker racing the first just finds them made."""
-    try:
-        create()
-    except sa.exc.SQLAlchemyError:
-        create()
+    """Create tables (a second worker racing the first just finds them made). A database that
+    does not answer does not stop the hotline: callers hear apologies until it is back."""
+    for attempt in (1, 2):
+        try:
+            create()
+            return
+        except sa.exc.SQLAlchemyError as exc:
+            if attempt == 2:
+                log.error("could not create the database tables (%s); is DATABASE_URL right "
+                          "and the database up?", type(exc).__name__)  # fmt: skip
 
 
 def _caller_key(pepper: str) -> Any:

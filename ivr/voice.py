@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import traceback
 from collections.abc import Callable
 from functools import wraps
 from typing import TypeVar, cast
 
 from flask import Blueprint, Response, abort, current_app, request
 from twilio.request_validator import RequestValidator
+from werkzeug.exceptions import HTTPException
 
 from . import twiml
 from .hotline import Hotline, Webhook
@@ -47,6 +49,17 @@ def twilio_signed(view: F) -> F:
         return view(*args, **kwargs)
 
     return cast(F, checked)
+
+
+@bp.errorhandler(Exception)
+def _unexpected(exc: Exception) -> Response:
+    """A bug must not reach the caller as Twilio's "application error": apologise, log the place."""
+    if isinstance(exc, HTTPException):
+        return cast(Response, exc.get_response())
+    where = "".join(traceback.format_tb(exc.__traceback__))  # the code path, not the message
+    current_app.logger.error("webhook %s failed with %s at\n%s", request.path, type(exc).__name__,
+                             where)  # fmt: skip
+    return _xml(_hotline().apology(request.script_root))
 
 
 def _xml(body: str) -> Response:

@@ -13,7 +13,8 @@ from services.accounts.client import AccountsClient, HttpAccounts, LocalAccounts
 from services.accounts.db import make_engine
 from services.accounts.store import AccountStore
 
-from . import calllog, catalog, embedded, menu, store, twiml, voice
+from . import calllog, catalog, embedded, hours, menu, store, twiml, voice
+from .callbacks import Callbacks
 from .config import Settings
 from .hotline import Hotline
 
@@ -47,6 +48,8 @@ def create_app(
         log_,
         pepper=settings.pin_pepper,
         agents=twiml.Agents(queue=settings.agent_queue, number=settings.agent_number),
+        hours=hours.parse(settings.agent_hours, settings.timezone, settings.holidays),
+        callbacks=Callbacks(engine),
         timezone=settings.timezone,
     )
     app.extensions["ivr.settings"] = settings

@@ -62,6 +62,7 @@ class Settings:
     agent_queue: str | None = None
     agent_number: str | None = None
     agent_hours: str | None = None
+    holidays: str | None = None  # a file of YYYY-MM-DD dates when agents do not answer
     timezone: str = "Asia/Shanghai"
     accounts_url: str | None = None
     accounts_token: str | None = None
@@ -106,6 +107,7 @@ class Settings:
             agent_queue=env.get("IVR_AGENT_QUEUE") or None,
             agent_number=env.get("IVR_AGENT_NUMBER") or None,
             agent_hours=env.get("IVR_AGENT_HOURS") or None,
+            holidays=env.get("IVR_HOLIDAYS") or None,
             timezone=env.get("IVR_TIMEZONE") or "Asia/Shanghai",
             accounts_url=(env.get("ACCOUNTS_URL") or "").rstrip("/") or None,
             accounts_token=env.get("ACCOUNTS_TOKEN") or None,

@@ -24,12 +24,16 @@ from services.accounts.client import AccountsClient
 from services.accounts.errors import AccountsError
 
 from . import twiml
+from .callbacks import Callbacks
 from .calllog import CallLog, Entry
 from .catalog import Catalog, Segment
+from .hours import AgentHours
 from .machine import Context, advance
 from .menu import Menu
 from .state import (
     LANGS,
+    Act,
+    Acted,
     CallState,
     CheckId,
     Effect,
@@ -37,8 +41,10 @@ from .state import (
     Fetch,
     Fetched,
     IdChecked,
+    Localized,
     Log,
     PinChecked,
+    SaveMessage,
     Say,
     Start,
     VerifyPin,
@@ -49,6 +55,7 @@ log = logging.getLogger("ivr.hotline")
 
 BUSY_WAIT = 3.0  # seconds a repeated delivery waits for the first one to finish
 APOLOGY = (Say("error.apology"), Say("error.apology.options"))
+QUEUE_POSITION = "queue.position"
 RECOVERY_KEYS = {"1": "restart", "0": "agent"}  # the keys error.apology.options names
 
 
@@ -75,6 +82,8 @@ class Hotline:
         *,
         pepper: str,
         agents: twiml.Agents,
+        hours: AgentHours | None = None,
+        callbacks: Callbacks | None = None,
         timezone: str = "Asia/Shanghai",
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
     ) -> None:
@@ -85,6 +94,9 @@ class Hotline:
         self.calllog = calllog
         self.pepper = pepper
         self.agents = agents
+        self.hours = hours or AgentHours()
+        self.hours_text = Localized(tuple((lang, self.hours.describe(lang)) for lang in LANGS))
+        self.callbacks = callbacks or Callbacks(calllog.engine)
         self.zone = zoneinfo.ZoneInfo(timezone)
         self.clock = clock
 
@@ -120,23 +132,35 @@ class Hotline:
         if isinstance(event, Start):
             self._log(lambda: self.calllog.start(hook.call_sid, hook.caller, now))
         entries: list[Entry] = []
-        ctx = Context(agents_open=self.agents.available)
+        ctx = self.context(now)
         step = advance(self.menu, state, event, ctx)
         while step.effect is not None:
             entries.extend(_entries(now, step.log))
-            outcome = self._run(step.effect, entries, now)
+            outcome = self._run(step.effect, entries, now, hook, step.state.lang)
             step = advance(self.menu, step.state, outcome, ctx)
         entries.extend(_entries(now, step.log))
         assert step.reply is not None
         segments = self._render(step.reply.says, step.state.lang)
         entries.extend(Entry(now, "prompt", {"key": s.key, "text": g.text})
                        for s, g in zip(step.reply.says, segments, strict=True))  # fmt: skip
-        links = _links(hook.base, hook.seq + 1)
+        links = _links(hook.base, hook.seq + 1, step.state.lang)
         reply = twiml.render(segments, step.reply.then, links, self.agents)
         if not self.store.commit(hook.call_sid, token, hook.seq, step.state, reply):
             log.warning("call %s step %d: claim expired before commit", hook.call_sid, hook.seq)
         self._log(lambda: self.calllog.append(hook.call_sid, entries, step.state.lang))
         return reply
+
+    def context(self, now: datetime.datetime) -> Context:
+        """What the engine may know of the world: whether and when agents answer."""
+        exist = self.agents.available
+        return Context(exist and self.hours.is_open(now), exist, self.hours_text)
+
+    def hold(self, lang: str, position: int, average_wait: int) -> str:
+        """The queue's wait TwiML: the caller's place in the queue and the expected wait."""
+        lang = lang if lang in LANGS else LANGS[0]
+        minutes = max(1, -(-average_wait // 60))
+        say = Say.of(QUEUE_POSITION, position=max(position, 1), minutes=minutes)
+        return twiml.hold(self._render((say,), lang))
 
     def status(self, call_sid: str, status: str, duration: int | None) -> None:
         """The call's status callback: write its end once and let its state expire."""
@@ -159,7 +183,10 @@ class Hotline:
 
     # --- effects ---------------------------------------------------------------------
 
-    def _run(self, effect: Effect, entries: list[Entry], now: datetime.datetime) -> Event:
+    def _run(
+        self, effect: Effect, entries: list[Entry], now: datetime.datetime, hook: Webhook,
+        lang: str,
+    ) -> Event:  # fmt: skip
         """Run one effect for the engine and return its result as an event."""
         if isinstance(effect, CheckId):
             digest = idnumber.digest(self.pepper, effect.id_number)
@@ -167,7 +194,24 @@ class Hotline:
             return IdChecked(effect, digest, idnumber.mask(effect.id_number), locked)
         if isinstance(effect, VerifyPin):
             return self._verify(effect, entries, now)
+        if isinstance(effect, Act):
+            method = getattr(self.accounts, effect.name)
+            report, ok = self._call(effect.name, entries, now, lambda: method(effect.account))
+            return Acted(effect, report.outcome if ok else None)
+        if isinstance(effect, SaveMessage):
+            return self._save_message(effect, now, hook, lang)
         return self._fetch(effect, entries, now)
+
+    def _save_message(
+        self, effect: SaveMessage, now: datetime.datetime, hook: Webhook, lang: str
+    ) -> Event:
+        try:
+            self.callbacks.add(hook.call_sid, hook.caller, effect.id_masked, lang,
+                               effect.url, effect.duration, now)  # fmt: skip
+        except sa.exc.SQLAlchemyError as exc:
+            log.error("call %s: could not keep a voice message (%s)", hook.call_sid, _kind(exc))
+            return Acted(effect, None)
+        return Acted(effect, "saved")
 
     def _verify(self, effect: VerifyPin, entries: list[Entry], now: datetime.datetime) -> Event:
         if self.store.is_locked(effect.id_digest):
@@ -222,11 +266,13 @@ class Hotline:
             log.error("call log write failed: %s", _kind(exc))
 
 
-def _links(base: str, seq: int) -> twiml.Links:
+def _links(base: str, seq: int, lang: str) -> twiml.Links:
     return twiml.Links(
         keys=f"{base}/voice/in/{seq}",
         silence=f"{base}/voice/silence/{seq}",
         transfer=f"{base}/voice/transfer/{seq}",
+        record=f"{base}/voice/recorded/{seq}",
+        wait=f"{base}/voice/wait/{lang}",
     )
 
 

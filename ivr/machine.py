@@ -15,9 +15,11 @@ from typing import Any
 
 from services.accounts import idnumber
 
-from .menu import ENTRY_KINDS, Menu, Node
+from .menu import ENTRY_KINDS, PAGED_KINDS, PASSIVE_KINDS, Menu, Node
 from .state import (
     LANGS,
+    Act,
+    Acted,
     CallState,
     CheckId,
     Event,
@@ -27,15 +29,21 @@ from .state import (
     Hangup,
     IdChecked,
     Keys,
+    Localized,
     Log,
     Money,
+    Month,
     NoInput,
     Param,
     PinChecked,
+    Record,
+    Recorded,
     Reply,
+    SaveMessage,
     Say,
     Start,
     Step,
+    Digits,
     Term,
     Transfer,
     TransferEnded,
@@ -54,8 +62,6 @@ SERVICE_DOWN = "error.service"
 SILENT_GOODBYE = "goodbye.silence"
 LIST_END = "list.end"
 LIST_FIRST = "list.first"
-NO_AGENT = "agent.unavailable"
-AGENT_BUSY = "agent.busy"
 ID_INVALID = "auth.id.invalid"
 ID_TOO_MANY = "auth.id.too_many"
 PIN_FORMAT = "auth.pin.format"
@@ -63,9 +69,10 @@ AUTH_WRONG = "auth.wrong"
 AUTH_TOO_MANY = "auth.too_many"
 AUTH_BLOCKED = "auth.blocked"
 AUTH_LOCKED = "auth.locked"
+NO_MESSAGE = "voicemail.none"
 ENGINE_PROMPTS = (
-    INVALID, SERVICE_DOWN, SILENT_GOODBYE, LIST_END, LIST_FIRST, NO_AGENT, AGENT_BUSY,
-    ID_INVALID, ID_TOO_MANY, PIN_FORMAT, AUTH_WRONG, AUTH_TOO_MANY, AUTH_BLOCKED, AUTH_LOCKED,
+    INVALID, SERVICE_DOWN, SILENT_GOODBYE, LIST_END, LIST_FIRST, ID_INVALID, ID_TOO_MANY,
+    PIN_FORMAT, AUTH_WRONG, AUTH_TOO_MANY, AUTH_BLOCKED, AUTH_LOCKED, NO_MESSAGE,
 )  # fmt: skip
 
 Says = tuple[Say, ...]
@@ -73,9 +80,17 @@ Says = tuple[Say, ...]
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What the engine may know of the world outside the call: whether agents answer now."""
+    """What the engine may know of the world outside the call: whether agents answer now,
+    and their hours as the caller should hear them (for prompts with a `{hours}` placeholder)."""
 
     agents_open: bool = True
+    agents_exist: bool = True
+    hours: Localized = Localized(())
+
+    def params(self, names: tuple[str, ...]) -> dict[str, Param]:
+        """The context values a node's prompt uses."""
+        values: dict[str, Param] = {"hours": self.hours}
+        return {name: values[name] for name in names}
 
 
 OPEN = Context()
@@ -86,14 +101,21 @@ def advance(menu: Menu, state: CallState, event: Event, ctx: Context = OPEN) -> 
     if isinstance(event, Start):
         return _enter(menu, CallState(), menu.start, ctx)
     node = menu[state.node]
-    if node.kind in ("announce", "hangup", "transfer") and isinstance(event, Keys | NoInput):
+    if node.kind == "record" and isinstance(event, NoInput | Keys):
+        return _back(menu, state, ctx, (Say(NO_MESSAGE),))  # nothing was recorded
+    if node.kind in PASSIVE_KINDS and isinstance(event, Keys | NoInput):
         return _enter(menu, state, node.name, ctx)  # a late webhook: say where the call is
     if isinstance(event, NoInput):
         return _silence(menu, state, node, ctx)
     if isinstance(event, Keys):
         return _keys(menu, replace(state, silence=0), node, event.keys, ctx)
     if isinstance(event, Fetched):
-        return _present(menu, state, event.effect.before, fetched=event)
+        return _present(menu, state, ctx, event.effect.before, fetched=event)
+    if isinstance(event, Recorded):
+        effect = SaveMessage(event.url, event.duration, state.id_masked if state.account else None)
+        return Step(state, effect=effect)
+    if isinstance(event, Acted):
+        return _acted(menu, state, node, event, ctx)
     if isinstance(event, IdChecked):
         return _id_checked(menu, state, event, ctx)
     if isinstance(event, PinChecked):
@@ -111,7 +133,7 @@ def _enter(
 ) -> Step:
     """Go to `target` (remembering where we were if `push`) and present it."""
     node = menu[target]
-    if push and target != state.node and menu[state.node].kind in ("menu", "list"):
+    if push and target != state.node and menu[state.node].kind in ("menu", *PAGED_KINDS):
         state = replace(state, stack=(*state.stack, state.node))
     if node.auth and not state.authenticated:
         if state.pin_failures >= MAX_PIN_FAILURES:
@@ -129,10 +151,15 @@ def _enter(
         return Step(done, reply=reply, log=(entered, Log.of("hangup", reason="goodbye")))
     if node.kind == "transfer":
         if not ctx.agents_open:
-            return _back(menu, state, ctx, (*before, Say(NO_AGENT)))
+            elsewhere = node.closed if ctx.agents_exist else node.none
+            assert elsewhere is not None
+            return _logged(_enter(menu, state, elsewhere, ctx, before), entered)
         reply = Reply((*before, *_says(node.say)), Transfer())
         return Step(state, reply=reply, log=(entered, Log.of("transfer", to="agent")))
-    return _logged(_present(menu, state, before), entered)
+    if node.kind == "record":
+        reply = Reply((*before, *_says(node.say)), Record(max_length=node.max_length))
+        return Step(state, reply=reply, log=(entered,))
+    return _logged(_present(menu, state, ctx, before), entered)
 
 
 def _back(menu: Menu, state: CallState, ctx: Context, before: Says = ()) -> Step:
@@ -160,7 +187,7 @@ def _says(keys: tuple[str, ...]) -> Says:
 
 
 def _present(
-    menu: Menu, state: CallState, before: Says = (), *, short: bool = False,
+    menu: Menu, state: CallState, ctx: Context, before: Says = (), *, short: bool = False,
     fetched: Fetched | None = None,
 ) -> Step:  # fmt: skip
     """Say the current node's prompt and wait for keys (fetching its data first if it has any)."""
@@ -172,22 +199,32 @@ def _present(
         entry = Log.of("service", what=fetched.effect.what, outcome="unavailable")
         # going back may fetch again and fail again: the caller hears the apology once
         sorry = () if Say(SERVICE_DOWN) in before else (Say(SERVICE_DOWN),)
-        return _logged(_back(menu, state, OPEN, (*before, *sorry)), entry)
+        return _logged(_back(menu, state, ctx, (*before, *sorry)), entry)
     data = fetched.data if fetched is not None else None
+    if node.require and data is not None and any(
+        data.get(k) != v for k, v in node.require.items()
+    ):
+        refused = Say.of(node.refused or "", **ITEM_PARAMS[node.source or ""](data))
+        return _back(menu, state, ctx, (*before, refused))
     if short:
         body: Says = (Say(node.short or ""),)
-    elif node.kind == "list":
-        if not data:
-            return _back(menu, state, OPEN, (*before, Say(node.empty or "")))
-        index = min(max(state.index, 0), len(data) - 1)
+    elif node.kind in PAGED_KINDS:
+        items: list[Any] = list(node.parts if node.kind == "info" else data or ())
+        if not items:
+            return _back(menu, state, ctx, (*before, Say(node.empty or "")))
+        index = min(max(state.index, 0), len(items) - 1)
         if index != state.index:
             before = (*before, Say(LIST_END if state.index > index else LIST_FIRST))
             state = replace(state, index=index)
-        params = ITEM_PARAMS[node.source or ""](data[index])
-        item = Say.of(node.item or "", n=index + 1, count=len(data), **params)
+        if node.kind == "info":
+            item = Say(node.parts[index])
+        else:
+            params = ITEM_PARAMS[node.source or ""](items[index])
+            item = Say.of(node.item or "", n=index + 1, count=len(items), **params)
         body = (item, Say(node.prompt or ""))
     else:
         params = ITEM_PARAMS[node.source](data) if node.source and data else {}
+        params |= ctx.params(node.context)
         body = (Say.of(node.prompt or "", **params), *_says(node.also))
     return Step(state, reply=Reply((*before, *body), _gather(node)))
 
@@ -206,9 +243,9 @@ def _gather(node: Node) -> Gather:
 def _silence(menu: Menu, state: CallState, node: Node, ctx: Context) -> Step:
     state = replace(state, silence=state.silence + 1)
     entry = Log.of("silence", node=node.name, count=state.silence)
-    if state.silence >= menu.max_silence:
+    if state.silence >= (node.max_silence or menu.max_silence):
         return _logged(_enter(menu, state, menu.goodbye, ctx, (Say(SILENT_GOODBYE),)), entry)
-    return _logged(_present(menu, state, short=True), entry)
+    return _logged(_present(menu, state, ctx, short=True), entry)
 
 
 def _keys(menu: Menu, state: CallState, node: Node, keys: str, ctx: Context) -> Step:
@@ -216,6 +253,11 @@ def _keys(menu: Menu, state: CallState, node: Node, keys: str, ctx: Context) -> 
     if node.kind in ENTRY_KINDS and target is None:
         return _entry(menu, state, node, keys, ctx)
     entry = Log.of("key", node=node.name, keys=keys)
+    if node.kind == "rating" and keys in node.ratings:
+        rated = Log.of("rating", value=node.ratings[keys])
+        thanks = tuple(Say(k) for k in node.outcomes.values())
+        assert node.next is not None
+        return _logged(_enter(menu, state, node.next, ctx, thanks), entry, rated)
     if target is None:
         return _logged(_wrong_key(menu, state, ctx), entry)
     return _logged(_act(menu, state, node, target, ctx), entry)
@@ -226,23 +268,29 @@ def _wrong_key(menu: Menu, state: CallState, ctx: Context, say: str = INVALID) -
     if state.wrong >= menu.max_wrong:
         target = menu.agent if ctx.agents_open else menu.goodbye
         return _enter(menu, state, target, ctx, (Say(say),), push=True)
-    return _present(menu, state, (Say(say),))
+    return _present(menu, state, ctx, (Say(say),))
 
 
 def _act(menu: Menu, state: CallState, node: Node, target: str, ctx: Context) -> Step:
+    state = replace(state, wrong=0)  # a right key: earlier wrong keys are no longer "in a row"
     if target == "@repeat":
-        # a right key: the wrong keys before it are no longer "in a row"
-        return _present(menu, replace(state, wrong=0))
+        return _present(menu, state, ctx)
     if target == "@back":
         return _back(menu, state, ctx)
     if target in ("@next", "@previous"):
         step = 1 if target == "@next" else -1
-        return _present(menu, replace(state, index=state.index + step, wrong=0))
+        return _present(menu, replace(state, index=state.index + step), ctx)
     if target == "@language":
         lang = LANGS[(LANGS.index(state.lang) + 1) % len(LANGS)]
         entry = Log.of("language", lang=lang)
-        return _logged(_present(menu, replace(state, lang=lang, wrong=0)), entry)
-    return _enter(menu, state, target, ctx, push=menu[target].kind in ("menu", "list", "transfer"))
+        return _logged(_present(menu, replace(state, lang=lang), ctx), entry)
+    if target == "@confirm":
+        assert node.act is not None and state.account is not None
+        return Step(state, effect=Act(node.act, state.account))
+    if target == "@cancel":
+        return _back(menu, state, ctx, (Say(node.cancelled or ""),))
+    pushes = menu[target].kind in ("menu", *PAGED_KINDS, "transfer", "record")
+    return _enter(menu, state, target, ctx, push=pushes)
 
 
 def _entry(menu: Menu, state: CallState, node: Node, keys: str, ctx: Context) -> Step:
@@ -256,7 +304,7 @@ def _entry(menu: Menu, state: CallState, node: Node, keys: str, ctx: Context) ->
         result = Log.of("auth", result="invalid_id")
         if state.id_tries >= MAX_ID_TRIES:
             return _logged(_back(menu, state, ctx, (Say(ID_TOO_MANY),)), entry, result)
-        return _logged(_present(menu, state, (Say(ID_INVALID),)), entry, result)
+        return _logged(_present(menu, state, ctx, (Say(ID_INVALID),)), entry, result)
     entry = Log.of("key", node=node.name, keys=PIN_MASK)
     if len(keys) != PIN_LENGTH or not keys.isdigit():
         return _logged(_wrong_key(menu, state, ctx, PIN_FORMAT), entry)
@@ -282,7 +330,7 @@ def _pin_checked(menu: Menu, state: CallState, event: PinChecked, ctx: Context) 
     if event.outcome == "wrong":
         state = replace(state, pin_failures=state.pin_failures + 1)
         if state.pin_failures < MAX_PIN_FAILURES:
-            return _logged(_present(menu, state, (Say(AUTH_WRONG),)), entry)
+            return _logged(_present(menu, state, ctx, (Say(AUTH_WRONG),)), entry)
         forget = replace(forget, pin_failures=state.pin_failures)
         return _logged(_back(menu, forget, ctx, (Say(AUTH_WRONG), Say(AUTH_TOO_MANY))), entry)
     say = AUTH_LOCKED if event.outcome == "locked" else SERVICE_DOWN
@@ -291,9 +339,25 @@ def _pin_checked(menu: Menu, state: CallState, event: PinChecked, ctx: Context) 
 
 def _transfer_ended(menu: Menu, state: CallState, event: TransferEnded, ctx: Context) -> Step:
     entry = Log.of("transfer_ended", status=event.status)
-    if event.status in ("completed", "bridged"):
-        return _logged(_enter(menu, state, menu.goodbye, ctx), entry)
-    return _logged(_back(menu, state, ctx, (Say(AGENT_BUSY),)), entry)
+    node = menu[state.node]
+    if node.kind != "transfer":  # a late or forged transfer webhook: say where the call is
+        return _logged(_present(menu, state, ctx), entry)
+    talked = event.status in ("completed", "bridged")
+    target = (node.after or menu.goodbye) if talked else node.busy
+    assert target is not None
+    return _logged(_enter(menu, state, target, ctx), entry)
+
+
+def _acted(menu: Menu, state: CallState, node: Node, event: Acted, ctx: Context) -> Step:
+    """The account service (or the callback list) did what `@confirm` / a recording asked."""
+    name = event.effect.name if isinstance(event.effect, Act) else "save_message"
+    entry = Log.of("act", name=name, outcome=event.outcome or "unavailable")
+    said = node.outcomes.get(event.outcome or "")
+    if said is None:
+        return _logged(_back(menu, state, ctx, (Say(SERVICE_DOWN),)), entry)
+    if node.next:
+        return _logged(_enter(menu, state, node.next, ctx, (Say(said),)), entry)
+    return _logged(_back(menu, state, ctx, (Say(said),)), entry)
 
 
 # --- account data as prompt placeholders -------------------------------------------
@@ -315,7 +379,23 @@ def _transaction(data: Mapping[str, Any]) -> dict[str, Param]:
     }
 
 
+def _contribution(data: Mapping[str, Any]) -> dict[str, Param]:
+    return {
+        "month": Month(data["month"]),
+        "employer": str(data["employer"]),
+        "base": Money(data["base"]),
+        "credit": Money(data["personal_account_credit"]),
+        "status": Term(f"contribution.{data['status']}"),
+    }
+
+
+def _card(data: Mapping[str, Any]) -> dict[str, Param]:
+    return {"last4": Digits(data["last4"]), "status": Term(f"card.state.{data['status']}")}
+
+
 ITEM_PARAMS: dict[str, Callable[[Mapping[str, Any]], dict[str, Param]]] = {
     "balance": _balance,
     "transactions": _transaction,
+    "contributions": _contribution,
+    "card": _card,
 }

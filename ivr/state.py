@@ -108,7 +108,18 @@ class Digits:
     digits: str
 
 
-Param = str | int | Money | When | Month | Term | Digits
+@dataclass(frozen=True, slots=True)
+class Localized:
+    """Text that the edge has already written in each language, e.g. the agents' hours."""
+
+    texts: tuple[tuple[str, str], ...]
+
+    def get(self, lang: str) -> str:
+        """The text in `lang` (the first one if that language is missing)."""
+        return dict(self.texts).get(lang, self.texts[0][1] if self.texts else "")
+
+
+Param = str | int | Money | When | Month | Term | Digits | Localized
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,11 +155,19 @@ class Transfer:
 
 
 @dataclass(frozen=True, slots=True)
+class Record:
+    """Record a voice message (ended by `#`, silence or the time limit)."""
+
+    max_length: int = 120
+    timeout: int = 5
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     """What the caller hears next, then what happens."""
 
     says: tuple[Say, ...]
-    then: Gather | Hangup | Transfer
+    then: Gather | Hangup | Transfer | Record
 
 
 # --- events: what happened --------------------------------------------------------
@@ -204,7 +223,25 @@ class TransferEnded:
     status: str
 
 
-Event = Start | Keys | NoInput | Fetched | IdChecked | PinChecked | TransferEnded
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """A voice message was recorded: where Twilio keeps it and how long it is."""
+
+    url: str
+    duration: int
+
+
+@dataclass(frozen=True, slots=True)
+class Acted:
+    """An `Act` or `SaveMessage` was carried out with `outcome`, or failed (None)."""
+
+    effect: Act | SaveMessage
+    outcome: str | None
+
+
+Event = (
+    Start | Keys | NoInput | Fetched | IdChecked | PinChecked | TransferEnded | Recorded | Acted
+)
 
 
 # --- effects: what the engine needs done ------------------------------------------
@@ -234,7 +271,24 @@ class VerifyPin:
     pin: str = field(repr=False)
 
 
-Effect = Fetch | CheckId | VerifyPin
+@dataclass(frozen=True, slots=True)
+class Act:
+    """Change something in the account service (`report_card_lost`); its outcome comes back."""
+
+    name: str
+    account: int
+
+
+@dataclass(frozen=True, slots=True)
+class SaveMessage:
+    """Keep a voice message as a callback request (with the masked ID if authenticated)."""
+
+    url: str
+    duration: int
+    id_masked: str | None = None
+
+
+Effect = Fetch | CheckId | VerifyPin | Act | SaveMessage
 
 
 # --- the call log -----------------------------------------------------------------

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from twilio.twiml.voice_response import Dial, Enqueue, VoiceResponse
 
 from .catalog import Segment
-from .state import Gather, Hangup, Transfer
+from .state import Gather, Hangup, Record, Transfer
 
 CONTENT_TYPE = "text/xml; charset=utf-8"
 
@@ -20,6 +20,8 @@ class Links:
     keys: str
     silence: str
     transfer: str
+    record: str
+    wait: str  # the queue's hold music: what callers hear while they wait
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +30,6 @@ class Agents:
 
     queue: str | None = None
     number: str | None = None
-    wait_url: str | None = None
 
     @property
     def available(self) -> bool:
@@ -37,7 +38,10 @@ class Agents:
 
 
 def render(
-    segments: Sequence[Segment], then: Gather | Hangup | Transfer, links: Links, agents: Agents
+    segments: Sequence[Segment],
+    then: Gather | Hangup | Transfer | Record,
+    links: Links,
+    agents: Agents,
 ) -> str:
     """TwiML that speaks `segments` (interruptible by keys where input follows), then `then`."""
     response = VoiceResponse()
@@ -54,13 +58,15 @@ def render(
     elif isinstance(then, Transfer) and agents.available:
         _speak(response, segments)
         if agents.queue:
-            enqueue = Enqueue(agents.queue, action=links.transfer, method="POST")
-            if agents.wait_url:
-                enqueue.set("waitUrl", agents.wait_url)
-                enqueue.set("waitUrlMethod", "POST")
-            response.append(enqueue)
+            response.append(Enqueue(agents.queue, action=links.transfer, method="POST",
+                                    wait_url=links.wait, wait_url_method="POST"))  # fmt: skip
         else:
             response.append(Dial(agents.number, action=links.transfer, method="POST", timeout=30))
+    elif isinstance(then, Record):
+        _speak(response, segments)
+        response.record(action=links.record, method="POST", max_length=then.max_length,
+                        timeout=then.timeout, finish_on_key="#", play_beep=True)  # fmt: skip
+        response.redirect(links.silence, method="POST")
     else:
         _speak(response, segments)
         response.hangup()
@@ -96,6 +102,14 @@ def recovery(action: str, restart_url: str, agents: Agents) -> str:
         response.dial(agents.number, timeout=30)
     else:
         response.redirect(restart_url, method="POST")
+    return str(response)
+
+
+def hold(segments: Sequence[Segment], seconds: int = 20) -> str:
+    """The queue's wait TwiML: where the caller stands, then a pause (Twilio asks again after)."""
+    response = VoiceResponse()
+    _speak(response, segments)
+    response.pause(length=seconds)
     return str(response)
 
 

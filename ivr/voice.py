@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import twiml
 from .hotline import Hotline, Webhook
-from .state import Event, Keys, NoInput, Start, TransferEnded
+from .state import Event, Keys, NoInput, Recorded, Start, TransferEnded
 
 bp = Blueprint("voice", __name__)
 
@@ -108,6 +108,26 @@ def transfer(seq: int) -> Response:
     """The agent leg of step `seq` ended (Dial action or Enqueue action)."""
     status = request.form.get("DialCallStatus") or request.form.get("QueueResult") or "completed"
     return _answer(seq, TransferEnded(status[:32]))
+
+
+@bp.post("/voice/recorded/<int:seq>")
+@twilio_signed
+def recorded(seq: int) -> Response:
+    """The voice message of step `seq` was recorded."""
+    url = request.form.get("RecordingUrl", "")[:500]
+    duration = request.form.get("RecordingDuration", "")
+    seconds = int(duration) if duration.isdigit() else 0
+    return _answer(seq, Recorded(url, seconds) if url and seconds > 0 else NoInput())
+
+
+@bp.post("/voice/wait/<lang>")
+@twilio_signed
+def wait(lang: str) -> Response:
+    """The agent queue's hold TwiML: the caller's position and the expected wait."""
+    position = request.form.get("QueuePosition", "")
+    average = request.form.get("AvgQueueTime", "")
+    return _xml(_hotline().hold(lang, int(position) if position.isdigit() else 1,
+                                int(average) if average.isdigit() else 0))  # fmt: skip
 
 
 @bp.post("/voice/recover")

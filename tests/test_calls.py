@@ -146,21 +146,15 @@ def test_three_wrong_keys_reach_an_agent(sim: Simulator) -> None:
     assert enqueues, call.report()
 
 
-def test_zero_goes_to_the_agent_queue(sim: Simulator) -> None:
+def test_zero_goes_to_the_agent_queue_then_asks_for_a_rating(sim: Simulator) -> None:
     call = sim.call(from_=unique_caller(), queue_outcome="bridged")
-    call.press("0")
+    call.press("0").expect_heard("满意请按1")
     twiml = [x.body for x in call.exchanges if "<Enqueue" in x.body]
     assert twiml, call.report()
     enqueue = fromstring(twiml[0]).find("Enqueue")
     assert enqueue is not None and enqueue.text == "agents"
-    assert call.ended and "感谢您的来电" in " ".join(call.said)
-
-
-def test_coming_soon_keys_do_not_dead_end(sim: Simulator) -> None:
-    call = sim.call(from_=unique_caller())
-    for key in "234":
-        call.press(key).expect_heard("即将开通", "查询医保个人账户余额")
-    assert call.gather is not None
+    call.press("1")
+    assert call.ended and "感谢您的评价" in call.heard_text and "感谢您的来电" in call.heard_text
 
 
 def test_a_repeated_webhook_gets_the_same_reply_and_counts_one_pin(sim: Simulator) -> None:

@@ -23,8 +23,10 @@ from ivr.state import (
     Hangup,
     IdChecked,
     Keys,
+    Localized,
     Log,
     Money,
+    Record,
     NoInput,
     PinChecked,
     Reply,
@@ -40,7 +42,7 @@ from ivr.state import (
 )
 
 FLOW = menu.load()
-CLOSED = Context(agents_open=False)
+CLOSED = Context(agents_open=False, hours=Localized((("cmn-CN", "周一至周五"), ("en-US", "Mon"))))
 
 ZHANG = "11010519491231002X"
 KEYED = "11010519491231002*"  # as keyed on a phone: * for X
@@ -52,6 +54,7 @@ ACCOUNT = 7
 
 MAIN_MENU = ("main.menu", "main.other_language")
 ONE_KEY = Gather(num_digits=1, finish_on_key="", timeout=6)
+ENTER_ID = Gather(num_digits=None, finish_on_key="#", timeout=15)
 ID_GATHER = Gather(num_digits=None, finish_on_key="#", timeout=15)
 PIN_GATHER = Gather(num_digits=6, finish_on_key="#", timeout=10)
 
@@ -261,7 +264,9 @@ CASES = [
     # (state, key, heard, then, node)
     pytest.param(MAIN, "#", MAIN_MENU, ONE_KEY, "main", id="main-#-repeats"),
     pytest.param(MAIN, "*", MAIN_MENU, ONE_KEY, "main", id="main-*-repeats"),
-    pytest.param(MAIN, "2", ("menu.coming_soon", *MAIN_MENU), ONE_KEY, "main", id="main-2"),
+    pytest.param(MAIN, "2", ("auth.id",), ENTER_ID, "auth.id", id="main-2-needs-auth"),
+    pytest.param(MAIN, "3", ("cards.menu",), ONE_KEY, "cards", id="main-3-cards"),
+    pytest.param(MAIN, "4", ("info.menu",), ONE_KEY, "info", id="main-4-info"),
     pytest.param(MAIN, "0", ("agent.transferring",), Transfer(), "agent", id="main-0-agent"),
     pytest.param(BALANCE, "*", MAIN_MENU, ONE_KEY, "main", id="balance-*-main"),
     pytest.param(
@@ -305,22 +310,32 @@ def test_nine_switches_between_mandarin_and_english() -> None:
     assert mandarin.state.lang == "cmn-CN"
 
 
-def test_the_agent_when_no_agent_answers_says_so_and_returns() -> None:
+def test_outside_the_agents_hours_the_hours_are_read_and_a_message_offered() -> None:
     step = press(MAIN, "0", ctx=CLOSED)
-    assert heard(step) == ("agent.unavailable", *MAIN_MENU)
-    assert then(step) == ONE_KEY
-    assert step.state.node == "main" and step.state.stack == ()
-    from_balance = press(BALANCE, "0", ctx=CLOSED)
-    assert heard(from_balance) == ("agent.unavailable", "balance.amount", "balance.options")
+    assert heard(step) == ("agent.closed",)
+    assert dict(step.reply.says[0].params)["hours"] == CLOSED.hours  # type: ignore[union-attr]
+    assert then(step) == ONE_KEY and step.state.node == "agent.closed"
+    back = press(step.state, "2", ctx=CLOSED)
+    assert heard(back) == MAIN_MENU and back.state.stack == ()
+    message = press(step.state, "1", ctx=CLOSED)
+    assert message.state.node == "voicemail" and isinstance(then(message), Record)
+
+
+def test_with_no_agents_at_all_a_message_is_offered() -> None:
+    step = press(BALANCE, "0", ctx=Context(agents_open=False, agents_exist=False))
+    assert heard(step) == ("agent.none",) and step.state.node == "agent.none"
+    back = press(step.state, "2", ctx=CLOSED)
+    assert heard(back) == ("balance.amount", "balance.options")
 
 
 @pytest.mark.parametrize(
     ("status", "says", "next_", "node"),
     [
-        ("busy", ("agent.busy", *MAIN_MENU), ONE_KEY, "main"),
-        ("no-answer", ("agent.busy", *MAIN_MENU), ONE_KEY, "main"),
-        ("failed", ("agent.busy", *MAIN_MENU), ONE_KEY, "main"),
-        ("completed", ("goodbye",), Hangup(), "goodbye"),
+        ("busy", ("agent.busy",), ONE_KEY, "agent.busy"),
+        ("no-answer", ("agent.busy",), ONE_KEY, "agent.busy"),
+        ("failed", ("agent.busy",), ONE_KEY, "agent.busy"),
+        ("completed", ("rating.ask",), ONE_KEY, "rating"),
+        ("bridged", ("rating.ask",), ONE_KEY, "rating"),
     ],
 )
 def test_when_the_agent_call_ends(
@@ -331,7 +346,7 @@ def test_when_the_agent_call_ends(
     assert heard(step) == tuple(says)
     assert then(step) == next_
     assert step.state.node == node
-    assert step.state.ended == (status == "completed")
+    assert not step.state.ended
 
 
 def test_a_late_key_while_with_the_agent_or_after_goodbye_changes_nothing() -> None:
@@ -597,7 +612,7 @@ def test_the_state_of_a_whole_call_holds_no_pin_and_no_id_number() -> None:
 
 def test_engine_prompt_keys_are_the_ones_it_says() -> None:
     assert machine.INVALID in machine.ENGINE_PROMPTS
-    assert len(set(machine.ENGINE_PROMPTS)) == len(machine.ENGINE_PROMPTS) == 14
+    assert len(set(machine.ENGINE_PROMPTS)) == len(machine.ENGINE_PROMPTS) == 13
 
 
 def test_log_entries_are_plain_data() -> None:

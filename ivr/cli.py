@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ from services.accounts.errors import ImportFailed
 from services.accounts.store import AccountStore
 
 from . import embedded, store
+from .callbacks import Callbacks
 from .calllog import CallLog
 from .config import ConfigError, Settings
 
@@ -186,6 +188,72 @@ def show(call_sid: str) -> None:
         offset = (entry.at - record.started_at).total_seconds()
         data = "  ".join(f"{k}={_show(v)}" for k, v in entry.data.items())
         click.echo(f"  +{offset:7.2f}s  {entry.kind:14} {data}")
+
+
+# --- callbacks ----------------------------------------------------------------------
+
+
+@main.group()
+def callbacks() -> None:
+    """Voice messages left when no agent could answer: who to call back."""
+
+
+@callbacks.command("list")
+@click.option("--all", "include_done", is_flag=True, help="Include the ones already done.")
+def callbacks_list(include_done: bool) -> None:
+    """Callback requests, newest first."""
+    settings = _settings()
+    _call_log(settings)  # makes the tables on a fresh database
+    requests_ = Callbacks(make_engine(settings.database_url)).list(include_done=include_done)
+    if not requests_:
+        click.echo("No callback requests." if include_done else "No open callback requests.")
+        return
+    for r in requests_:
+        who = f"ID {r.id_masked}" if r.id_masked else "not authenticated"
+        click.echo(f"#{r.id:<5} {r.created_at:%Y-%m-%d %H:%M} UTC  {r.caller:16} {who:28} "
+                   f"{r.lang}  {r.duration:>4}s  {r.status:5} {r.recording_url}")  # fmt: skip
+
+
+@callbacks.command("done")
+@click.argument("request_id", type=int)
+@click.option("--by", default=lambda: os.environ.get("USER", "operator"), show_default="$USER")
+def callbacks_done(request_id: int, by: str) -> None:
+    """Mark a callback request as called back."""
+    settings = _settings()
+    done = Callbacks(make_engine(settings.database_url)).mark_done(
+        request_id, by, datetime.datetime.now(datetime.UTC)
+    )
+    if not done:
+        raise click.ClickException(f"no open callback request #{request_id}")
+    click.echo(f"#{request_id}: done.")
+
+
+# --- menu -----------------------------------------------------------------------------
+
+
+@main.group("menu")
+def menu_() -> None:
+    """The call flow table."""
+
+
+@menu_.command()
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("docs/menu.md"), show_default=True)  # fmt: skip
+@click.option("--check", is_flag=True, help="Only check that the file is up to date.")
+def render(output: Path, check: bool) -> None:
+    """Write the menu tree (every node, prompts in both languages, keys) as Markdown."""
+    from . import catalog, menu, menudoc
+
+    text = menudoc.render(menu.load(), catalog.load())
+    if check:
+        current = output.read_text(encoding="utf-8") if output.exists() else ""
+        if current != text:
+            raise click.ClickException(f"{output} is stale: run `ivr menu render`")
+        click.echo(f"{output} is up to date.")
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    click.echo(f"Wrote {output}.")
 
 
 def _show(value: object) -> str:

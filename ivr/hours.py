@@ -63,7 +63,7 @@ class AgentHours:
 def _describe(window: Window, lang: str) -> str:
     names = _CN_DAYS if lang == "cmn-CN" else _EN_DAYS
     days = window.days
-    contiguous = len(days) > 1 and days == tuple(range(days[0], days[-1] + 1))
+    contiguous = len(days) > 2 and days == tuple(range(days[0], days[-1] + 1))
     if contiguous:
         joint = "至" if lang == "cmn-CN" else " to "
         day_text = f"{names[days[0]]}{joint}{names[days[-1]]}"

@@ -45,6 +45,7 @@ events = sa.Table(
 
 # What an entry of each kind says about the whole call.
 _OUTCOMES = {"transfer": "transferred", "hangup": "completed"}
+_TALKED = ("completed", "bridged")  # a transfer that reached a person
 
 
 def mask_number(number: str) -> str:
@@ -114,11 +115,13 @@ class CallLog:
                 summary["last_node"] = entry.data.get("node", "")
             elif entry.kind == "auth":
                 summary["auth"] = entry.data.get("result", "")
-            elif entry.kind in _OUTCOMES:  # once transferred, a later goodbye does not undo it
+            elif outcome := _OUTCOMES.get(entry.kind):  # once transferred, a later goodbye does not undo it
                 summary["outcome"] = sa.case(
                     (calls.c.outcome == "transferred", calls.c.outcome),
-                    else_=sa.literal(_OUTCOMES[entry.kind]),
+                    else_=sa.literal(outcome),
                 )
+            if entry.kind == "transfer_ended" and entry.data.get("status") not in _TALKED:
+                summary["outcome"] = "transfer_failed"  # nobody answered: not a transfer after all
         with self.engine.begin() as conn:
             conn.execute(events.insert(), [_row(call_sid, e) for e in entries])
             if summary:

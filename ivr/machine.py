@@ -111,6 +111,8 @@ def advance(menu: Menu, state: CallState, event: Event, ctx: Context = OPEN) -> 
         return _keys(menu, replace(state, silence=0), node, event.keys, ctx)
     if isinstance(event, Fetched):
         return _present(menu, state, ctx, event.effect.before, fetched=event)
+    if isinstance(event, Recorded) and node.kind != "record":
+        return _enter(menu, state, node.name, ctx)  # a recording webhook out of turn
     if isinstance(event, Recorded):
         effect = SaveMessage(event.url, event.duration, state.id_masked if state.account else None)
         return Step(state, effect=effect)
@@ -133,6 +135,8 @@ def _enter(
 ) -> Step:
     """Go to `target` (remembering where we were if `push`) and present it."""
     node = menu[target]
+    # a transfer's own answer (agents busy, closed, none) is no place to come back to from it
+    push = push and state.node not in (node.closed, node.none, node.busy)
     if push and target != state.node and menu[state.node].kind in ("menu", *PAGED_KINDS):
         state = replace(state, stack=(*state.stack, state.node))
     if node.auth and not state.authenticated:

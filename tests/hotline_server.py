@@ -47,9 +47,12 @@ def free_port() -> int:
 @contextmanager
 def serve(
     folder: Path, redis_url: str, database_url: str, *, workers: int = 2,
-    extra_env: Mapping[str, str] | None = None,
+    extra_env: Mapping[str, str] | None = None, healthy: bool = True,
 ) -> Iterator[Server]:  # fmt: skip
-    """Start gunicorn with the hotline on a free port; stop it afterwards."""
+    """Start gunicorn with the hotline on a free port; stop it afterwards.
+
+    `healthy=False`: up once /healthz answers, 503 "degraded" included (for a hotline started
+    with Redis or the database out of reach on purpose)."""
     env = {
         **os.environ,
         "IVR_INSTANCE_PATH": str(folder),
@@ -63,18 +66,30 @@ def serve(
     imported = subprocess.run([str(BIN / "ivr"), "accounts", "import", str(DATA / "accounts.json")],
                               env=env, capture_output=True, text=True, check=False)  # fmt: skip
     assert imported.returncode == 0, imported.stderr
-    port = free_port()
     log = folder / "server.log"
+    with gunicorn("ivr:create_app()", env, log, workers=workers, healthy=healthy) as (url, process):
+        yield Server(url, TOKEN, env, log, process)
+
+
+@contextmanager
+def gunicorn(
+    app: str, env: Mapping[str, str], log: Path, *, workers: int = 2, port: int | None = None,
+    healthy: bool = True,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:  # fmt: skip
+    """Serve the WSGI app `app` (e.g. `ivr:create_app()`) with gunicorn on `port` (default: a
+    free one), its output in `log`, until /healthz answers 200 (or 503 unless `healthy`);
+    stop it afterwards. Yields its base URL and process."""
+    port = port or free_port()
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [str(BIN / "gunicorn"), "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
-             "--access-logfile", "-", "--log-level", "info", "ivr:create_app()"],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
+             "--access-logfile", "-", "--log-level", "info", app],
+            env=dict(env), stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_up(url, process, log)
-        yield Server(url, TOKEN, env, log, process)
+        _wait_until_up(url, process, log, healthy)
+        yield url, process
     finally:
         process.terminate()
         try:
@@ -84,15 +99,18 @@ def serve(
             process.wait()
 
 
-def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_until_up(
+    url: str, process: subprocess.Popen[bytes], log: Path, healthy: bool = True
+) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"gunicorn exited with {process.returncode}:\n{log.read_text()}")
         try:
-            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
+            status = requests.get(f"{url}/healthz", timeout=5).status_code
+            if status == 200 or (not healthy and status == 503):
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # a worker still booting
             pass
         time.sleep(0.1)
-    raise RuntimeError(f"the hotline did not come up:\n{log.read_text()}")
+    raise RuntimeError(f"{url} did not come up:\n{log.read_text()}")

@@ -16,6 +16,7 @@ import logging
 import traceback
 from typing import Any
 
+import sqlalchemy as sa
 from flask import Blueprint, Flask, current_app, request
 from werkzeug.exceptions import HTTPException
 
@@ -132,7 +133,10 @@ def create_app(store: AccountStore | None = None, token: str | None = None) -> F
 
         settings = Settings.from_env()
         store = AccountStore(make_engine(settings.database_url), settings.pin_pepper)
-        store.create_schema()
+        try:
+            store.create_schema()
+        except sa.exc.SQLAlchemyError:  # another worker created the tables at the same moment
+            store.create_schema()
         token = token or settings.accounts_token
     app = Flask(__name__)
     app.config.update(ACCOUNTS_TOKEN=token or None, MAX_CONTENT_LENGTH=4096)

@@ -11,7 +11,7 @@ from importlib import resources
 from types import MappingProxyType
 
 from . import speech
-from .state import LANGS, Digits, Money, Month, Param, Say, Term, When
+from .state import LANGS, Digits, Localized, Money, Month, Param, Say, Term, When
 
 
 class CatalogError(ValueError):
@@ -91,6 +91,8 @@ class Catalog:
                 return self.prompt(key, lang).text
             case Digits(digits):
                 return speech.digits(digits, lang)
+            case Localized():
+                return value.get(lang)
             case int():
                 return speech.integer(value, lang) if lang == "en-US" else str(value)
             case _:

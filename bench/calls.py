@@ -1,0 +1,1110 @@
+"""Whole calls against the hotline under gunicorn, and the same load against a bare WSGI floor.
+
+    .venv/bin/python bench/calls.py [--seconds 20 | --calls N] [--callers 20] [--workers 2]
+                                    [--client-procs 2] [--redis-url URL] [--database-url URL]
+                                    [--json FILE]
+    make bench
+
+It starts everything it measures itself, on 127.0.0.1, and stops it again (also on Ctrl-C or
+an error): an embedded Redis (or the one at --redis-url), SQLite (or --database-url) with the
+test accounts, and gunicorn. Three phases, one client:
+
+  baseline       bench/baseline.py (one fixed TwiML document) under the same gunicorn settings
+  hotline        `ivr:create_app()`, every simulated caller making whole calls back to back
+  hotline @50%   the hotline again, webhooks paced to half the rate the previous phase reached
+
+Each simulated caller behaves like Twilio on the wire (signed form POSTs, the standard call
+parameters, following each reply's <Gather action>) and checks every answer. The server's
+CPU per webhook is read from /proc for gunicorn and Redis, Redis round trips from Redis's own
+counters. docs/benchmark.md explains every figure and the method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import html
+import http.client
+import json
+import math
+import multiprocessing as mp
+import os
+import platform
+import queue
+import re
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from multiprocessing.queues import Queue
+from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.synchronize import Barrier, Event
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urljoin
+
+import baseline  # bench/baseline.py: this script's folder is first on sys.path
+import redis
+import sqlalchemy as sa
+
+from ivr import embedded
+from ivr.phone import FORM_TYPE, GEO_FIELDS, new_sid, sign
+from services.accounts.db import make_engine
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+ACCOUNTS = ROOT / "tests" / "data" / "accounts.json"
+BIN = Path(sys.executable).parent
+
+HTTP_TIMEOUT = 10.0  # seconds for one webhook; Twilio itself gives up after 15
+START_TIMEOUT = 30.0  # gunicorn answering, accounts imported
+READY_TIMEOUT = 120.0  # client processes started and warmed up
+DRAIN_TIMEOUT = 60.0  # after --seconds, for the calls under way to finish
+COUNT_TIMEOUT = 900.0  # a whole --calls phase
+FAILURE_SAMPLES = 5  # failure messages kept per phase (all are counted)
+OWN_INFO_CALLS = 1  # INFO commands of ours inside a snapshot delta: the first snapshot's own
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+NOISY_PERCENT = 20.0  # CPU % (of one core) busy beyond client and server that makes a phase suspect
+
+# Variables of the caller's environment that would change what is measured.
+UNWANTED_ENV = (
+    "IVR_DEV_MODE",
+    "PUBLIC_BASE_URL",
+    "ACCOUNTS_URL",
+    "ACCOUNTS_TOKEN",
+    "IVR_AGENT_QUEUE",
+    "IVR_AGENT_NUMBER",
+    "GUNICORN_CMD_ARGS",
+)
+
+# Every benchmark call comes from one number and keys one ID number, thousands of times an
+# hour: what the PIN-guessing limits stop. Raised out of the way; still counted, as in service.
+UNLIMITED = {
+    name: str(10**9)
+    for name in ("IVR_LIMIT_CALLER_CALLS", "IVR_LIMIT_CALLER_IDS", "IVR_LIMIT_ID_CHECKS")
+}
+
+
+# ---- the call every simulated caller makes ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One webhook of a benchmark call: the keys Twilio reports, and what the reply must say."""
+
+    name: str  # in the per-webhook latencies
+    digits: str | None  # None: the call comes in (POST /voice)
+    expect: str
+    finished_on_key: str = ""  # the Gather's finishOnKey when the caller pressed it
+
+    def form(self) -> dict[str, str]:
+        """What Twilio adds to the call's standard parameters: a <Gather>'s result."""
+        if self.digits is None:
+            return {}
+        return {
+            "CallStatus": "in-progress",
+            "Digits": self.digits,
+            "FinishedOnKey": self.finished_on_key,
+            "msg": "Gather End",
+        }
+
+
+CALL = (
+    Step("incoming", None, "欢迎致电12333"),  # welcome and the main menu
+    Step("key 1", "1", "请输入您的18位身份证号码"),  # the balance needs the caller's ID number
+    Step("ID", "11010519491231002*", "请输入6位查询密码", "#"),  # `*` keys the X, `#` ends it
+    Step("PIN", "135790", "一千二百三十四元五角六分"),  # the balance (6 digits end the Gather)
+    Step("key 1", "1", "第1条，共3条"),  # the newest transaction
+    Step("key 1", "1", "第2条，共3条"),  # the next one
+)
+STATUS_PATH = "/voice/status"  # then the status callback: the call completed
+WEBHOOKS_PER_CALL = len(CALL) + 1
+WEBHOOK_NAMES = (*(f"{i}:{step.name}" for i, step in enumerate(CALL)), f"{len(CALL)}:status")
+_ACTION = re.compile(rb'<Gather\b[^>]*?\saction="([^"]*)"')
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where the client calls and how it reads the answers."""
+
+    name: str
+    origin: str  # http://127.0.0.1:PORT
+    follow: bool  # go where each <Gather action> points (the hotline), or post the hotline's URLs
+    expects: tuple[bytes, ...]  # what each of the call's WEBHOOKS_PER_CALL answers must contain
+
+    def path(self, index: int) -> str:
+        """The URL path of webhook `index` of a call, as the hotline names its steps."""
+        if index == 0:
+            return "/voice"
+        return STATUS_PATH if index == len(CALL) else f"/voice/in/{index}"
+
+
+def hotline_target(origin: str) -> Target:
+    """The hotline: follow its actions, expect each step's prompt, then an empty TwiML."""
+    return Target("hotline", origin, True, (*(s.expect.encode() for s in CALL), b"<Response"))
+
+
+def baseline_target(origin: str) -> Target:
+    """The floor: the same URLs as a hotline call, always the one fixed document."""
+    return Target("baseline", origin, False, (baseline.SAY.encode(),) * WEBHOOKS_PER_CALL)
+
+
+# ---- the client ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Tally:
+    """What one or more simulated callers saw (times are time.monotonic(), the same in every
+    process on Linux)."""
+
+    ends: list[float] = field(default_factory=list)  # when each webhook's answer had arrived
+    latencies: list[float] = field(default_factory=list)  # seconds, request sent -> answer read
+    indexes: list[int] = field(default_factory=list)  # which webhook of its call each one was
+    call_ends: list[float] = field(default_factory=list)  # when each whole call was done
+    failures: int = 0
+    samples: list[str] = field(default_factory=list)
+
+    def fail(self, why: str) -> None:
+        self.failures += 1
+        if len(self.samples) < FAILURE_SAMPLES:
+            self.samples.append(why)
+
+    def add(self, other: Tally) -> None:
+        self.ends += other.ends
+        self.latencies += other.latencies
+        self.indexes += other.indexes
+        self.call_ends += other.call_ends
+        self.failures += other.failures
+        self.samples += other.samples[: FAILURE_SAMPLES - len(self.samples)]
+
+
+class Pacer:
+    """Spaces one caller's webhooks `interval` seconds apart on a fixed schedule (a late send
+    is made at once and the schedule kept, so the mean rate holds)."""
+
+    def __init__(self, first: float, interval: float) -> None:
+        self.next = first
+        self.interval = interval
+
+    def wait(self) -> None:
+        delay = self.next - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        self.next += self.interval
+
+
+class Caller:
+    """One simulated caller: Twilio's side of whole calls, on its own keep-alive connection."""
+
+    def __init__(self, target: Target, token: str, pacer: Pacer | None = None) -> None:
+        self.target = target
+        self.token = token
+        self.pacer = pacer
+        self.tally = Tally()
+        host = target.origin.removeprefix("http://")
+        self.conn = http.client.HTTPConnection(host, timeout=HTTP_TIMEOUT)
+        self.account_sid = new_sid("AC")
+
+    def call(self) -> None:
+        """One whole call; a failed webhook is counted and ends the call."""
+        sid = new_sid("CA")
+        params = self._params(sid)
+        url = self.target.origin + self.target.path(0)
+        for i, step in enumerate(CALL):
+            answer = self._post(i, url, params | step.form())
+            if answer is None:
+                return
+            action = _ACTION.search(answer)
+            if action is None:
+                self.tally.fail(f"webhook {i} {url}: no <Gather action> in the answer")
+                return
+            if self.target.follow:
+                url = urljoin(url, html.unescape(action.group(1).decode()))
+            else:
+                url = self.target.origin + self.target.path(i + 1)
+            if not url.startswith(self.target.origin + "/"):
+                self.tally.fail(f"webhook {i}: the action leads off the server: {url}")
+                return
+        status = params | {
+            "CallStatus": "completed",
+            "CallbackSource": "call-progress-events",
+            "SequenceNumber": "0",
+            "Timestamp": format_datetime(datetime.now(UTC)),
+            "CallDuration": "95",
+            "Duration": "2",
+        }
+        if self._post(len(CALL), self.target.origin + STATUS_PATH, status) is not None:
+            self.tally.call_ends.append(time.monotonic())
+
+    def _params(self, sid: str) -> dict[str, str]:
+        """The parameters Twilio sends with every request of an inbound call (ivr/phone.py)."""
+        return {
+            "AccountSid": self.account_sid,
+            "ApiVersion": "2010-04-01",
+            "CallSid": sid,
+            "CallStatus": "ringing",
+            "Called": "+8612333",
+            "Caller": "+8613800138000",
+            "Direction": "inbound",
+            "From": "+8613800138000",
+            "To": "+8612333",
+            **{name: "" for name in GEO_FIELDS},
+        }
+
+    def _post(self, index: int, url: str, form: dict[str, str]) -> bytes | None:
+        """Post one signed webhook; its answer, or None (counted as a failure)."""
+        if self.pacer is not None:
+            self.pacer.wait()
+        headers = {
+            "Content-Type": FORM_TYPE,
+            "User-Agent": "TwilioProxy/1.1",
+            "Accept": "*/*",
+            "X-Twilio-Signature": sign(self.token, url, form),
+            "I-Twilio-Idempotency-Token": str(uuid.uuid4()),
+        }
+        body = urlencode(form)
+        started = time.monotonic()
+        try:
+            self.conn.request("POST", url.removeprefix(self.target.origin), body, headers)
+            response = self.conn.getresponse()
+            content = response.read()  # reading to the end closes a `Connection: close` socket
+        except (OSError, http.client.HTTPException) as exc:
+            self.conn.close()
+            self.tally.fail(f"webhook {index} {url}: {type(exc).__name__}: {exc}")
+            return None
+        ended = time.monotonic()
+        kind = response.getheader("Content-Type", "")
+        if response.status != 200 or not kind.startswith("text/xml"):
+            self.tally.fail(f"webhook {index} {url}: {response.status} {kind}")
+            return None
+        if self.target.expects[index] not in content:
+            expected = self.target.expects[index].decode()
+            text = content.decode("utf-8", "replace")[:300]
+            self.tally.fail(f"webhook {index} {url}: no {expected!r} in {text}")
+            return None
+        self.tally.ends.append(ended)
+        self.tally.latencies.append(ended - started)
+        self.tally.indexes.append(index)
+        return content
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One client process's share of a phase."""
+
+    target: Target
+    token: str
+    callers: tuple[int, ...]  # this process's callers, numbered over all processes
+    total_callers: int
+    seconds: float
+    calls: int | None  # calls over all callers, or None: call for `seconds`
+    rate: float | None  # webhooks/s over all callers, or None: each answer at once is followed up
+
+
+@dataclass(slots=True)
+class ClientReport:
+    """What a client process sends back."""
+
+    tally: Tally
+    warmup: Tally  # the unmeasured first call of each caller
+    cpu_seconds: float  # user + system of the process (all its threads, and children) for the run
+
+
+def _own_cpu() -> float:
+    """User + system CPU seconds of this process (every thread) and its waited-for children."""
+    return sum(
+        usage.ru_utime + usage.ru_stime
+        for usage in (
+            resource.getrusage(resource.RUSAGE_SELF),
+            resource.getrusage(resource.RUSAGE_CHILDREN),
+        )
+    )
+
+
+def _in_threads(callers: Sequence[Caller], work: Callable[[int, Caller], None]) -> None:
+    threads = [
+        threading.Thread(target=work, args=(i, c), daemon=True) for i, c in enumerate(callers)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def _share(total: int, index: int, parts: int) -> int:
+    """Part `index` of `total` split as evenly as possible into `parts`."""
+    return total // parts + (1 if index < total % parts else 0)
+
+
+def client_process(
+    job: Job, ready: Barrier, go: Event, start: Synchronized[float], out: Queue[ClientReport]
+) -> None:
+    """A client process: warm up (one call per caller), wait for the parent's start, run.
+
+    It starts with SIGINT blocked (see `run_phase`): Ctrl-C is the parent's to handle."""
+    try:
+        callers = [Caller(job.target, job.token) for _ in job.callers]
+        # A first call per caller, unmeasured: connects, lets every worker load scripts and open
+        # its database pool, and shows a broken setup before the clock starts.
+        _in_threads(callers, lambda _, caller: caller.call())
+        warmup = Tally()
+        for caller in callers:
+            warmup.add(caller.tally)
+            caller.tally = Tally()
+        ready.wait(READY_TIMEOUT)
+        if not go.wait(READY_TIMEOUT):
+            return
+    except BaseException:
+        ready.abort()  # the parent sees a broken barrier at once instead of waiting
+        raise
+    t0 = start.value
+    deadline = t0 + job.seconds
+
+    def run(i: int, caller: Caller) -> None:
+        number = job.callers[i]
+        if job.rate:  # stagger the callers evenly over one interval
+            caller.pacer = Pacer(t0 + number / job.rate, job.total_callers / job.rate)
+        quota = None if job.calls is None else _share(job.calls, number, job.total_callers)
+        time.sleep(max(0.0, t0 - time.monotonic()))
+        made = 0
+        while (time.monotonic() < deadline) if quota is None else (made < quota):
+            caller.call()  # a call under way at the deadline is finished (outside the window)
+            made += 1
+
+    cpu = _own_cpu()
+    _in_threads(callers, run)
+    cpu = _own_cpu() - cpu
+    tally = Tally()
+    for caller in callers:
+        tally.add(caller.tally)
+    out.put(ClientReport(tally, warmup, cpu))
+
+
+# ---- what the parent watches: CPU from /proc, Redis's own counters ------------------------------
+
+
+def _proc_ticks(pid: int) -> int | None:
+    """utime + stime of a process (all its threads) in clock ticks, or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "; comm may hold spaces
+    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (gunicorn's workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of all CPUs since boot, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    total = sum(values[:8])  # guest time is already counted in user
+    return total - idle, total
+
+
+@dataclass(frozen=True, slots=True)
+class RedisCounters:
+    """Redis's own counters at one moment."""
+
+    commands: dict[str, int]  # INFO commandstats: calls per command (scripts' commands included)
+    writes: int | None  # INFO stats total_writes_processed: replies written to clients
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything the parent reads before and after a phase."""
+
+    gunicorn: dict[int, int]  # pid -> CPU ticks, master and workers
+    redis_ticks: int | None  # None: Redis runs elsewhere
+    redis: RedisCounters
+    postgres: dict[int, int] | None  # pid -> CPU ticks of the backends serving the hotline
+    machine: tuple[int, int]
+    log_size: int
+
+
+class Watch:
+    """Reads the server side: the CPU of gunicorn, Redis and PostgreSQL, Redis's counters, the
+    server log."""
+
+    def __init__(self, master: int, log: Path, backends: Backends) -> None:
+        self.master = master
+        self.log = log
+        # Connections of our own, made now: their setup commands fall before any snapshot.
+        self.redis = redis.Redis.from_url(backends.redis_url, socket_timeout=5)
+        pid = self.redis.info("server").get("process_id")
+        self.redis_pid = pid if isinstance(pid, int) and _runs(pid, b"redis-server") else None
+        self.database = backends.database
+        self.postgres = make_engine(self.database.watch_url) if self.database.watch_url else None
+
+    def snapshot(self) -> Snapshot:
+        pids = [self.master, *_children(self.master)]
+        info = self.redis.info("all")  # one INFO command: OWN_INFO_CALLS
+        commands = {
+            key.removeprefix("cmdstat_"): int(value["calls"])
+            for key, value in info.items()
+            if key.startswith("cmdstat_")
+        }
+        writes = info.get("total_writes_processed")
+        return Snapshot(
+            gunicorn=_ticks(pids),
+            redis_ticks=_proc_ticks(self.redis_pid) if self.redis_pid else None,
+            redis=RedisCounters(commands, int(writes) if writes is not None else None),
+            postgres=None if self.postgres is None else _ticks(self._backends(), b"postgres"),
+            machine=_machine_ticks(),
+            log_size=self.log.stat().st_size,
+        )
+
+    def _backends(self) -> list[int]:
+        """The PostgreSQL server processes serving the hotline's connections."""
+        assert self.postgres is not None
+        query = sa.text("SELECT pid FROM pg_stat_activity WHERE application_name = :name")
+        with self.postgres.connect() as conn:
+            return list(conn.scalars(query, {"name": self.database.application_name}))
+
+    def close(self) -> None:
+        self.redis.close()
+        if self.postgres is not None:
+            self.postgres.dispose()
+
+
+def _runs(pid: int, program: bytes) -> bool:
+    """Whether process `pid` of this machine runs `program` (a server elsewhere has other pids)."""
+    try:
+        return program in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+    except OSError:
+        return False
+
+
+def _ticks(pids: Sequence[int], program: bytes | None = None) -> dict[int, int]:
+    """pid -> CPU ticks of those processes still running (and running `program`, if given)."""
+    found = {pid: _proc_ticks(pid) for pid in pids if program is None or _runs(pid, program)}
+    return {pid: ticks for pid, ticks in found.items() if ticks is not None}
+
+
+# ---- one phase ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Phase:
+    """One measured phase: raw counts; figures are derived in `figures()`."""
+
+    name: str
+    callers: int
+    window: float  # seconds the rates are counted over: --seconds, or the whole --calls run
+    elapsed: float  # start -> last client done (calls under way at the deadline finished)
+    target_rate: float | None  # paced webhooks/s, or None for full speed
+    webhooks: int  # answered inside the window
+    calls: int  # completed inside the window
+    webhooks_all: int  # answered during the phase, the window and the calls finished after it
+    failures: int
+    failure_samples: list[str]
+    warmup_failures: int
+    latencies_ms: dict[str, float | None]
+    latencies_by_webhook_ms: dict[str, dict[str, float | None]]  # by WEBHOOK_NAMES
+    client_cpu: float
+    gunicorn_cpu: float  # CPU seconds: master and workers
+    redis_cpu: float | None  # None: Redis runs on another machine
+    postgres_cpu: float | None  # the backends serving the hotline; None: SQLite (in gunicorn)
+    machine_busy: float  # CPU seconds busy on the whole machine
+    redis_round_trips: int | None  # None: a Redis without total_writes_processed (< 6.0)
+    redis_commands: int
+    redis_by_command: dict[str, int]
+    server_log: list[str]
+    workers_restarted: bool
+
+    def figures(self) -> dict[str, float | None]:
+        """The printed figures, by name (None: not measured)."""
+        served = max(self.webhooks_all, 1)
+
+        def per_webhook(amount: float | None, scale: float = 1.0) -> float | None:
+            return None if amount is None else scale * amount / served
+
+        server = self.gunicorn_cpu + (self.redis_cpu or 0.0) + (self.postgres_cpu or 0.0)
+        other = self.machine_busy - server - self.client_cpu
+        return {
+            "webhooks/s": self.webhooks / self.window,
+            "calls/s": self.calls / self.window,
+            **{f"latency {k} ms": v for k, v in self.latencies_ms.items()},
+            "failures": float(self.failures + self.warmup_failures),
+            "client CPU s": self.client_cpu,
+            "client CPU % of elapsed": 100 * self.client_cpu / self.elapsed,
+            "client CPU ms/webhook": per_webhook(self.client_cpu, 1000),
+            "server CPU ms/webhook": per_webhook(server, 1000),
+            "  gunicorn ms/webhook": per_webhook(self.gunicorn_cpu, 1000),
+            "  redis ms/webhook": per_webhook(self.redis_cpu, 1000),
+            "  postgres ms/webhook": per_webhook(self.postgres_cpu, 1000),
+            "redis round trips/webhook": per_webhook(self.redis_round_trips),
+            "redis commands/webhook": per_webhook(self.redis_commands),
+            "machine CPU busy %": 100 * self.machine_busy / self.elapsed,
+            "  rest of the machine %": 100 * other / self.elapsed,
+        }
+
+
+def percentiles(seconds: Sequence[float]) -> dict[str, float | None]:
+    """p50, p90, p99 (nearest rank) and max, in milliseconds (None without any)."""
+    ordered = sorted(seconds)
+    ranks = {"p50": 0.50, "p90": 0.90, "p99": 0.99, "max": 1.0}
+    return {
+        name: 1000 * ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else None
+        for name, q in ranks.items()
+    }
+
+
+def run_phase(
+    name: str,
+    target: Target,
+    token: str,
+    opts: argparse.Namespace,
+    watch: Watch,
+    rate: float | None = None,
+) -> Phase:
+    """Warm up, snapshot, run the client processes, snapshot; the phase's counts."""
+    ctx = mp.get_context("spawn")  # fresh interpreters: nothing of the parent's state is shared
+    procs = max(1, min(opts.client_procs, opts.callers))
+    numbers = [tuple(range(opts.callers))[p::procs] for p in range(procs)]
+    ready, go = ctx.Barrier(procs + 1), ctx.Event()
+    start, out = ctx.Value("d", 0.0), ctx.Queue()
+    seconds = opts.seconds if opts.calls is None or rate else math.inf
+    calls = None if rate else opts.calls
+    processes = [
+        ctx.Process(
+            target=client_process,
+            name=f"bench-client-{p}",
+            daemon=True,
+            args=(
+                Job(target, token, numbers[p], opts.callers, seconds, calls, rate),
+                ready,
+                go,
+                start,
+                out,
+            ),
+        )
+        for p in range(procs)
+    ]
+    # Ctrl-C reaches the whole process group. The clients inherit a blocked SIGINT, so they
+    # never see it (not even while importing) and the parent stops them in order.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        for process in processes:
+            process.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    reported = False
+    try:
+        try:
+            ready.wait(READY_TIMEOUT)
+        except threading.BrokenBarrierError:
+            raise RuntimeError(f"{name}: a client process failed while warming up") from None
+        before = watch.snapshot()
+        t0 = time.monotonic() + 0.05  # every caller starts at t0
+        start.value = t0
+        go.set()
+        limit = t0 + (COUNT_TIMEOUT if calls is not None else seconds + DRAIN_TIMEOUT)
+        reports = [_report(out, processes, limit, name) for _ in processes]
+        finished = time.monotonic()
+        after = watch.snapshot()
+        reported = True
+    finally:
+        for process in processes:
+            process.join(timeout=5 if reported else 0)  # on an error or Ctrl-C: stop them now
+            if process.is_alive():
+                process.terminate()
+                process.join()
+    tally, warmup = Tally(), Tally()
+    for report in reports:
+        tally.add(report.tally)
+        warmup.add(report.warmup)
+    window = seconds if calls is None else finished - t0
+    in_window = [i for i, end in enumerate(tally.ends) if end <= t0 + window]
+    redis_delta = _redis_delta(before.redis, after.redis)
+    return Phase(
+        name=name,
+        callers=opts.callers,
+        window=window,
+        elapsed=finished - t0,
+        target_rate=rate,
+        webhooks=len(in_window),
+        calls=sum(1 for end in tally.call_ends if end <= t0 + window),
+        webhooks_all=len(tally.ends),
+        failures=tally.failures,
+        failure_samples=[f"warm-up: {s}" for s in warmup.samples] + tally.samples,
+        warmup_failures=warmup.failures,
+        latencies_ms=percentiles([tally.latencies[i] for i in in_window]),
+        latencies_by_webhook_ms={
+            label: percentiles([tally.latencies[i] for i in in_window if tally.indexes[i] == n])
+            for n, label in enumerate(WEBHOOK_NAMES)
+        },
+        client_cpu=sum(r.cpu_seconds for r in reports),
+        gunicorn_cpu=_ticks_delta(before.gunicorn, after.gunicorn) / CLK_TCK,
+        redis_cpu=_cpu(before.redis_ticks, after.redis_ticks),
+        postgres_cpu=_cpu(before.postgres, after.postgres),
+        machine_busy=(after.machine[0] - before.machine[0]) / CLK_TCK,
+        redis_round_trips=redis_delta[0],
+        redis_commands=redis_delta[1],
+        redis_by_command=redis_delta[2],
+        server_log=_new_lines(watch.log, before.log_size),
+        workers_restarted=not set(before.gunicorn) <= set(after.gunicorn),
+    )
+
+
+def _ticks_delta(before: Mapping[int, int], after: Mapping[int, int]) -> int:
+    """CPU ticks the processes used in between; a process started since counts from zero."""
+    return sum(ticks - before.get(pid, 0) for pid, ticks in after.items())
+
+
+def _cpu(
+    before: int | Mapping[int, int] | None, after: int | Mapping[int, int] | None
+) -> float | None:
+    """CPU seconds between two readings of a process (ticks) or of processes (pid -> ticks)."""
+    if isinstance(before, int) and isinstance(after, int):
+        return (after - before) / CLK_TCK
+    if isinstance(before, Mapping) and isinstance(after, Mapping):
+        return _ticks_delta(before, after) / CLK_TCK
+    return None
+
+
+def _report(
+    out: Queue[ClientReport], processes: Sequence[Any], limit: float, name: str
+) -> ClientReport:
+    """The next client report; an error if the clients died or overran the phase's limit."""
+    while time.monotonic() < limit:
+        with contextlib.suppress(queue.Empty):
+            return out.get(timeout=1)
+        if not any(p.is_alive() for p in processes) and out.empty():
+            raise RuntimeError(f"{name}: a client process died without a report")
+    raise RuntimeError(f"{name}: the clients did not finish in time")
+
+
+def _redis_delta(
+    before: RedisCounters, after: RedisCounters
+) -> tuple[int | None, int, dict[str, int]]:
+    """(round trips, commands, commands by name) between two readings, our INFO taken out."""
+    by_command = {
+        name: calls - before.commands.get(name, 0) for name, calls in after.commands.items()
+    }
+    by_command["info"] = by_command.get("info", 0) - OWN_INFO_CALLS
+    by_command = {name: n for name, n in sorted(by_command.items()) if n}
+    trips = None
+    if after.writes is not None and before.writes is not None:
+        trips = after.writes - before.writes - OWN_INFO_CALLS
+    return trips, sum(by_command.values()), by_command
+
+
+def _new_lines(log: Path, offset: int) -> list[str]:
+    with open(log, "rb") as f:
+        f.seek(offset)
+        return [line for line in f.read().decode("utf-8", "replace").splitlines() if line.strip()]
+
+
+# ---- the servers --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Gunicorn:
+    """A running gunicorn: where it answers, its master process and its log."""
+
+    origin: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def gunicorn(app: str, env: Mapping[str, str], folder: Path, workers: int) -> Iterator[Gunicorn]:
+    """Serve `app` with the benchmark's gunicorn settings on a free loopback port; stop it after.
+
+    Sync workers (gunicorn's default, as `ivr serve` runs), no access log (gunicorn's default:
+    no --access-logfile), warnings and errors to a log file of their own."""
+    port = _free_port()
+    log = folder / f"gunicorn-{app.split(':')[0]}.log"
+    command = [
+        str(BIN / "gunicorn"),
+        "--workers",
+        str(workers),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--timeout",
+        "30",
+        "--log-level",
+        "warning",
+        "--pythonpath",
+        str(BENCH),
+        app,
+    ]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, env=dict(env), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        origin = f"http://127.0.0.1:{port}"
+        _wait_until_answering(origin, process, log)
+        yield Gunicorn(origin, process, log)
+    finally:
+        process.terminate()  # graceful: workers finish the request in hand
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_until_answering(origin: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Until a worker answers a request (any status: the hotline's /healthz is GET only)."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {process.returncode}:\n{log.read_text()}")
+        conn = http.client.HTTPConnection(origin.removeprefix("http://"), timeout=2)
+        try:
+            conn.request("POST", "/healthz", b"", {"Content-Type": FORM_TYPE})
+            conn.getresponse().read()
+            return
+        except (OSError, http.client.HTTPException):
+            time.sleep(0.1)
+        finally:
+            conn.close()
+    raise RuntimeError(f"gunicorn did not answer within {START_TIMEOUT:.0f} s:\n{log.read_text()}")
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    """The hotline's database, and how to find its PostgreSQL server processes (if any)."""
+
+    url: str  # for the hotline
+    watch_url: str | None = None  # PostgreSQL: where to ask pg_stat_activity (SQLite: in-process)
+    application_name: str | None = None  # the hotline's connections in pg_stat_activity
+
+
+@contextmanager
+def database(url: str) -> Iterator[Database]:
+    """PostgreSQL: the hotline's tables go into a fresh schema, dropped afterwards (the database
+    is left as found), and its connections get a name of their own. Any other: `url` as it is."""
+    if sa.make_url(url).get_backend_name() not in {"postgres", "postgresql"}:
+        yield Database(url)
+        return
+    suffix = secrets.token_hex(6)
+    schema, name = f"bench_{suffix}", f"ivr-bench-{suffix}"
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+        try:
+            query = {"options": f"-csearch_path={schema}", "application_name": name}
+            scoped = sa.make_url(url).update_query_dict(query)
+            yield Database(scoped.render_as_string(hide_password=False), url, name)
+        finally:
+            with engine.begin() as conn:
+                conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+    finally:
+        engine.dispose()
+
+
+@dataclass(frozen=True, slots=True)
+class Backends:
+    """What the hotline runs on, ready: its environment, Redis and the database."""
+
+    env: dict[str, str]
+    redis_url: str
+    database: Database
+
+
+@contextmanager
+def hotline_backends(folder: Path, opts: argparse.Namespace, token: str) -> Iterator[Backends]:
+    """Start (or reach) Redis and the database and import the test accounts."""
+    with contextlib.ExitStack() as stack:
+        if opts.redis_url:
+            redis_url = opts.redis_url
+        else:
+            redis_url = embedded.ensure(folder / "redis")
+            stack.callback(embedded.stop, folder / "redis")
+        db = stack.enter_context(
+            database(opts.database_url or f"sqlite:///{folder / 'hotline.sqlite3'}")
+        )
+        env = {name: value for name, value in os.environ.items() if name not in UNWANTED_ENV}
+        env |= UNLIMITED | {
+            "IVR_INSTANCE_PATH": str(folder / "instance"),
+            "TWILIO_AUTH_TOKEN": token,
+            "IVR_PIN_PEPPER": secrets.token_hex(16),  # fresh per run: no PIN lock outlives it
+            "REDIS_URL": redis_url,
+            "DATABASE_URL": db.url,
+        }
+        imported = subprocess.run(
+            [str(BIN / "ivr"), "accounts", "import", str(ACCOUNTS)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT,
+            check=False,
+        )
+        if imported.returncode != 0:
+            raise RuntimeError(f"ivr accounts import failed:\n{imported.stderr}")
+        yield Backends(env, redis_url, db)
+
+
+# ---- the report ---------------------------------------------------------------------------------
+
+
+def print_table(phases: Sequence[Phase]) -> None:
+    columns = [p.figures() for p in phases]
+    width = max(len(name) for name in columns[0])
+    print()
+    print(" " * width + "".join(f"{p.name:>16}" for p in phases))
+    for name in columns[0]:
+        cells = "".join(_cell(c[name]) for c in columns)
+        print(f"{name:<{width}}{cells}")
+
+
+def _cell(value: float | None) -> str:
+    if value is None:
+        return f"{'n/a':>16}"
+    return f"{value:>16.0f}" if abs(value) >= 1000 else f"{value:>16.2f}"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def describe(phase: Phase) -> None:
+    """One phase's figures as they come, and anything that makes them suspect."""
+    f = phase.figures()
+    paced = f" (paced to {phase.target_rate:.0f}/s)" if phase.target_rate else ""
+    print(
+        f"  {phase.name}{paced}: {f['webhooks/s']:.1f} webhooks/s, {f['calls/s']:.1f} calls/s, "
+        f"p50 {_ms(f['latency p50 ms'])} ms, p99 {_ms(f['latency p99 ms'])} ms, "
+        f"failures {f['failures']:.0f}, server CPU {f['server CPU ms/webhook'] or 0:.2f} ms/webhook"
+    )
+    by_webhook = ", ".join(
+        f"{name} {_ms(p['p50'])}/{_ms(p['p99'])}"
+        for name, p in phase.latencies_by_webhook_ms.items()
+    )
+    print(f"    latency p50/p99 ms by webhook of the call: {by_webhook}")
+    if phase.redis_by_command:
+        per = ", ".join(
+            f"{name} {n / max(phase.webhooks_all, 1):.2f}"
+            for name, n in phase.redis_by_command.items()
+        )
+        print(f"    Redis commands per webhook: {per}")
+    other = f["  rest of the machine %"] or 0.0
+    if other > NOISY_PERCENT:
+        print(
+            f"    WARNING: {other:.0f}% CPU (100% = one core) went to other processes or the "
+            "kernel meanwhile: if to other processes, rates and latencies are disturbed "
+            "(CPU per webhook much less)"
+        )
+    if phase.target_rate and phase.webhooks / phase.window < 0.9 * phase.target_rate:
+        print("    WARNING: the webhooks fell short of the paced rate")
+    for sample in phase.failure_samples:
+        print(f"    failure: {sample}")
+    if phase.workers_restarted:
+        print("    WARNING: a gunicorn worker was restarted; its CPU time is missing")
+    if phase.server_log:
+        print(f"    WARNING: {len(phase.server_log)} server log lines, the first:")
+        for line in phase.server_log[:5]:
+            print(f"      {line}")
+
+
+def write_json(
+    path: Path, opts: argparse.Namespace, phases: Sequence[Phase], env: dict[str, Any]
+) -> None:
+    settings = {k: v for k, v in vars(opts).items() if k != "json"}
+    document = {
+        "settings": settings,
+        "environment": env,
+        "phases": [{**asdict(p), "figures": p.figures()} for p in phases],
+        "hotline/baseline webhooks/s": _ratio(phases),
+    }
+    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+
+
+def _ratio(phases: Sequence[Phase]) -> float:
+    rates = {p.name: p.webhooks / p.window for p in phases}
+    return rates["hotline"] / rates["baseline"]
+
+
+# ---- main ---------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Benchmark whole calls against the hotline and a bare WSGI baseline.",
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=20.0, help="length of each phase (default 20)"
+    )
+    parser.add_argument(
+        "--calls",
+        type=int,
+        default=None,
+        help="full-speed phases: make this many calls instead of running for "
+        "--seconds (the paced phase still runs --seconds)",
+    )
+    parser.add_argument(
+        "--callers", type=int, default=20, help="concurrent simulated callers (default 20)"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
+    parser.add_argument(
+        "--client-procs",
+        type=int,
+        default=2,
+        help="client processes the callers are spread over (default 2)",
+    )
+    parser.add_argument("--redis-url", help="use this Redis instead of an embedded one")
+    parser.add_argument(
+        "--database-url",
+        help="use this database instead of SQLite (PostgreSQL: in a schema of "
+        "its own, dropped afterwards)",
+    )
+    parser.add_argument("--json", type=Path, help="also write every figure to this file")
+    opts = parser.parse_args(argv)
+    if opts.seconds <= 0 or opts.callers < 1 or opts.workers < 1 or opts.client_procs < 1:
+        parser.error("--seconds, --callers, --workers and --client-procs must be positive")
+    if opts.calls is not None and opts.calls < 1:
+        parser.error("--calls must be positive")
+    return opts
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so every server this script started is stopped."""
+
+    def handler(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    opts = parse_args(argv)
+    _stop_on_sigterm()
+    token = secrets.token_hex(16)
+    phases: list[Phase] = []
+    folder = Path(tempfile.mkdtemp(prefix="ivr-bench-"))
+    try:
+        with hotline_backends(folder, opts, token) as backends:
+            print(
+                f"{opts.callers} callers in {opts.client_procs} client processes, "
+                f"gunicorn --workers {opts.workers}, Redis {_redacted(backends.redis_url)}, "
+                f"database {_redacted(backends.database.url)}, "
+                f"{opts.seconds:g} s per phase, {os.cpu_count()} CPUs, code {_code_version()}"
+            )
+            for name, app, make_target in (
+                ("baseline", "baseline:app", baseline_target),
+                ("hotline", "ivr:create_app()", hotline_target),
+            ):
+                with gunicorn(app, backends.env, folder, opts.workers) as server:
+                    watch = Watch(server.process.pid, server.log, backends)
+                    try:
+                        target = make_target(server.origin)
+                        phases.append(run_phase(name, target, token, opts, watch))
+                        describe(phases[-1])
+                        if name == "hotline":
+                            half = 0.5 * phases[-1].webhooks / phases[-1].window
+                            phases.append(
+                                run_phase("hotline @50%", target, token, opts, watch, rate=half)
+                            )
+                            describe(phases[-1])
+                    finally:
+                        watch.close()
+            environment = _environment(backends)
+    except KeyboardInterrupt:
+        print("\ninterrupted: everything it started is stopped", file=sys.stderr)
+        return 130
+    except RuntimeError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    print_table(phases)
+    print(f"\nhotline/baseline webhooks/s: {_ratio(phases):.3f}")
+    if opts.json:
+        write_json(opts.json, opts, phases, environment)
+        print(f"written to {opts.json}")
+    failed = sum(p.failures + p.warmup_failures for p in phases)
+    if failed:
+        print(f"\n{failed} failed webhooks: the figures are not to be trusted", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _redacted(url: str) -> str:
+    """A URL to print: without its password and query (which holds a schema of ours)."""
+    scheme, sep, rest = url.split("?", 1)[0].partition("://")
+    netloc, slash, path = rest.partition("/")
+    user, at, host = netloc.rpartition("@")
+    if ":" in user:
+        user = user.split(":", 1)[0] + ":***"
+    return f"{scheme}{sep}{user}{at}{host}{slash}{path}"
+
+
+def _code_version() -> str:
+    """The commit measured, and whether the working tree differs from it."""
+    git = ["git", "-C", str(ROOT)]
+    try:
+        head = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            [*git, "status", "--porcelain"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git)"
+    return f"{head} + uncommitted changes" if dirty else head
+
+
+def _environment(backends: Backends) -> dict[str, Any]:
+    client = redis.Redis.from_url(backends.redis_url, socket_timeout=5)
+    try:
+        redis_version = client.info("server").get("redis_version")
+    finally:
+        client.close()
+    gunicorn_version = subprocess.run(
+        [str(BIN / "gunicorn"), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    ).stdout.strip()
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "code": _code_version(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "gunicorn": gunicorn_version,
+        "redis": f"{redis_version} at {_redacted(backends.redis_url)}",
+        "database": _redacted(backends.database.url),
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

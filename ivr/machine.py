@@ -69,10 +69,11 @@ AUTH_WRONG = "auth.wrong"
 AUTH_TOO_MANY = "auth.too_many"
 AUTH_BLOCKED = "auth.blocked"
 AUTH_LOCKED = "auth.locked"
+AUTH_LIMITED = "auth.limited"
 NO_MESSAGE = "voicemail.none"
 ENGINE_PROMPTS = (
     INVALID, SERVICE_DOWN, SILENT_GOODBYE, LIST_END, LIST_FIRST, ID_INVALID, ID_TOO_MANY,
-    PIN_FORMAT, AUTH_WRONG, AUTH_TOO_MANY, AUTH_BLOCKED, AUTH_LOCKED, NO_MESSAGE,
+    PIN_FORMAT, AUTH_WRONG, AUTH_TOO_MANY, AUTH_BLOCKED, AUTH_LOCKED, AUTH_LIMITED, NO_MESSAGE,
 )  # fmt: skip
 
 Says = tuple[Say, ...]
@@ -137,7 +138,9 @@ def _enter(
     node = menu[target]
     # a transfer's own answer (agents busy, closed, none) is no place to come back to from it
     push = push and state.node not in (node.closed, node.none, node.busy)
-    if push and target != state.node and menu[state.node].kind in ("menu", *PAGED_KINDS):
+    if target == _home(menu):
+        state = replace(state, stack=())  # the main menu is the root: nothing to go back to
+    elif push and target != state.node and menu[state.node].kind in ("menu", *PAGED_KINDS):
         state = replace(state, stack=(*state.stack, state.node))
     if node.auth and not state.authenticated:
         if state.pin_failures >= MAX_PIN_FAILURES:
@@ -317,6 +320,9 @@ def _entry(menu: Menu, state: CallState, node: Node, keys: str, ctx: Context) ->
 
 
 def _id_checked(menu: Menu, state: CallState, event: IdChecked, ctx: Context) -> Step:
+    if event.limited:  # too many calls or ID numbers from this number: no PIN is asked
+        entry = Log.of("auth", result="limited", id=event.masked)
+        return _logged(_back(menu, state, ctx, (Say(AUTH_LIMITED),)), entry)
     if event.locked:
         entry = Log.of("auth", result="locked", id=event.masked)
         return _logged(_back(menu, state, ctx, (Say(AUTH_LOCKED),)), entry)
@@ -337,7 +343,7 @@ def _pin_checked(menu: Menu, state: CallState, event: PinChecked, ctx: Context) 
             return _logged(_present(menu, state, ctx, (Say(AUTH_WRONG),)), entry)
         forget = replace(forget, pin_failures=state.pin_failures)
         return _logged(_back(menu, forget, ctx, (Say(AUTH_WRONG), Say(AUTH_TOO_MANY))), entry)
-    say = AUTH_LOCKED if event.outcome == "locked" else SERVICE_DOWN
+    say = {"locked": AUTH_LOCKED, "limited": AUTH_LIMITED}.get(event.outcome, SERVICE_DOWN)
     return _logged(_back(menu, forget, ctx, (Say(say),)), entry)
 
 

@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install bench lint clean
+.PHONY: run test install bench lint clean screenshots
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ run: install
 
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The supervisor console's screenshots for the README (needs chromium, chromium-driver, espeak-ng).
+screenshots: install
+	IVR_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/test_supervisor_browser.py
 
 bench: install
 	$(BIN)/python bench/calls.py

@@ -1,6 +1,8 @@
 """Whole calls against the hotline under gunicorn, and the same load against a bare WSGI floor.
 
     .venv/bin/python bench/calls.py [--seconds 20 | --calls N] [--callers 20] [--workers 2]
+                                    [--worker-class sync,gthread,gevent] [--threads 8]
+                                    [--accounts-delay MS] [--rate N] [--no-baseline]
                                     [--client-procs 2] [--redis-url URL] [--database-url URL]
                                     [--json FILE]
     make bench
@@ -12,6 +14,13 @@ test accounts, and gunicorn. Three phases, one client:
   baseline       bench/baseline.py (one fixed TwiML document) under the same gunicorn settings
   hotline        `ivr:create_app()`, every simulated caller making whole calls back to back
   hotline @50%   the hotline again, webhooks paced to half the rate the previous phase reached
+                 (or to --rate webhooks/s)
+
+With several --worker-class values the phases run once for each, side by side in one run (the
+fair way to compare them on a machine that other work disturbs). --accounts-delay serves the
+account service over HTTP (ACCOUNTS_URL) from bench/slow_accounts.py, which holds every request
+that many milliseconds: the latencies are then also split into webhooks that call the account
+service and webhooks that do not.
 
 Each simulated caller behaves like Twilio on the wire (signed form POSTs, the standard call
 parameters, following each reply's <Gather action>) and checks every answer. The server's
@@ -59,7 +68,7 @@ import baseline  # bench/baseline.py: this script's folder is first on sys.path
 import redis
 import sqlalchemy as sa
 
-from ivr import embedded
+from ivr import embedded, store
 from ivr.phone import FORM_TYPE, GEO_FIELDS, new_sid, sign
 from services.accounts.db import make_engine
 
@@ -130,6 +139,9 @@ CALL = (
     Step("key 1", "1", "第2条，共3条"),  # the next one
 )
 STATUS_PATH = "/voice/status"  # then the status callback: the call completed
+# The webhooks of CALL that call the account service: the PIN (PIN check, balance) and the two
+# transaction pages (the list is fetched for each page); the others need only Redis.
+SERVICE_WEBHOOKS = frozenset({3, 4, 5})
 WEBHOOKS_PER_CALL = len(CALL) + 1
 WEBHOOK_NAMES = (*(f"{i}:{step.name}" for i, step in enumerate(CALL)), f"{len(CALL)}:status")
 _ACTION = re.compile(rb'<Gather\b[^>]*?\saction="([^"]*)"')
@@ -455,15 +467,15 @@ class Watch:
         self.master = master
         self.log = log
         # Connections of our own, made now: their setup commands fall before any snapshot.
-        self.redis = redis.Redis.from_url(backends.redis_url, socket_timeout=5)
-        pid = self.redis.info("server").get("process_id")
+        self.redis = store.connect(backends.redis_url, 5.0)
+        pid = _info(self.redis, "server").get("process_id")
         self.redis_pid = pid if isinstance(pid, int) and _runs(pid, b"redis-server") else None
         self.database = backends.database
         self.postgres = make_engine(self.database.watch_url) if self.database.watch_url else None
 
     def snapshot(self) -> Snapshot:
         pids = [self.master, *_children(self.master)]
-        info = self.redis.info("all")  # one INFO command: OWN_INFO_CALLS
+        info = _info(self.redis, "all")  # one INFO command (per node): OWN_INFO_CALLS
         commands = {
             key.removeprefix("cmdstat_"): int(value["calls"])
             for key, value in info.items()
@@ -490,6 +502,23 @@ class Watch:
         self.redis.close()
         if self.postgres is not None:
             self.postgres.dispose()
+
+
+def _info(client: redis.Redis, section: str) -> dict[str, Any]:
+    """INFO of the Redis server; of a cluster, its nodes' counters added up (no process id)."""
+    info: dict[str, Any] = client.info(section)
+    nodes = [v for v in info.values() if isinstance(v, dict) and "redis_version" in v]
+    if not nodes:
+        return info
+    summed: dict[str, Any] = {}
+    for node in nodes:
+        for key, value in node.items():
+            if key.startswith("cmdstat_"):
+                calls = summed.setdefault(key, {"calls": 0})
+                calls["calls"] += int(value["calls"])
+            elif key == "total_writes_processed":
+                summed[key] = summed.get(key, 0) + int(value)
+    return summed
 
 
 def _runs(pid: int, program: bytes) -> bool:
@@ -526,6 +555,8 @@ class Phase:
     warmup_failures: int
     latencies_ms: dict[str, float | None]
     latencies_by_webhook_ms: dict[str, dict[str, float | None]]  # by WEBHOOK_NAMES
+    latencies_no_service_ms: dict[str, float | None]  # webhooks not in SERVICE_WEBHOOKS
+    latencies_service_ms: dict[str, float | None]  # webhooks in SERVICE_WEBHOOKS
     client_cpu: float
     gunicorn_cpu: float  # CPU seconds: master and workers
     redis_cpu: float | None  # None: Redis runs on another machine
@@ -550,6 +581,8 @@ class Phase:
             "webhooks/s": self.webhooks / self.window,
             "calls/s": self.calls / self.window,
             **{f"latency {k} ms": v for k, v in self.latencies_ms.items()},
+            "  no service call p99 ms": self.latencies_no_service_ms["p99"],
+            "  service call p99 ms": self.latencies_service_ms["p99"],
             "failures": float(self.failures + self.warmup_failures),
             "client CPU s": self.client_cpu,
             "client CPU % of elapsed": 100 * self.client_cpu / self.elapsed,
@@ -659,6 +692,12 @@ def run_phase(
             label: percentiles([tally.latencies[i] for i in in_window if tally.indexes[i] == n])
             for n, label in enumerate(WEBHOOK_NAMES)
         },
+        latencies_no_service_ms=percentiles(
+            [tally.latencies[i] for i in in_window if tally.indexes[i] not in SERVICE_WEBHOOKS]
+        ),
+        latencies_service_ms=percentiles(
+            [tally.latencies[i] for i in in_window if tally.indexes[i] in SERVICE_WEBHOOKS]
+        ),
         client_cpu=sum(r.cpu_seconds for r in reports),
         gunicorn_cpu=_ticks_delta(before.gunicorn, after.gunicorn) / CLK_TCK,
         redis_cpu=_cpu(before.redis_ticks, after.redis_ticks),
@@ -740,17 +779,24 @@ def _free_port() -> int:
 
 
 @contextmanager
-def gunicorn(app: str, env: Mapping[str, str], folder: Path, workers: int) -> Iterator[Gunicorn]:
+def gunicorn(
+    app: str, env: Mapping[str, str], folder: Path, workers: int, worker_class: str = "sync",
+    threads: int = 1,
+) -> Iterator[Gunicorn]:  # fmt: skip
     """Serve `app` with the benchmark's gunicorn settings on a free loopback port; stop it after.
 
-    Sync workers (gunicorn's default, as `ivr serve` runs), no access log (gunicorn's default:
-    no --access-logfile), warnings and errors to a log file of their own."""
+    `worker_class` workers (`threads` threads each for gthread), no access log (gunicorn's
+    default: no --access-logfile), warnings and errors to a log file of their own."""
     port = _free_port()
-    log = folder / f"gunicorn-{app.split(':')[0]}.log"
+    log = folder / f"gunicorn-{app.split(':')[0]}-{worker_class}-{port}.log"
     command = [
         str(BIN / "gunicorn"),
         "--workers",
         str(workers),
+        "--worker-class",
+        worker_class,
+        "--threads",
+        str(threads),
         "--bind",
         f"127.0.0.1:{port}",
         "--timeout",
@@ -792,6 +838,15 @@ def _wait_until_answering(origin: str, process: subprocess.Popen[bytes], log: Pa
         finally:
             conn.close()
     raise RuntimeError(f"gunicorn did not answer within {START_TIMEOUT:.0f} s:\n{log.read_text()}")
+
+
+@contextmanager
+def slow_accounts(backends: Backends, folder: Path, delay_ms: float) -> Iterator[str]:
+    """The account service over HTTP, every request held `delay_ms` first (bench/slow_accounts.py,
+    many threads: the service itself is never the queue); yields its URL for ACCOUNTS_URL."""
+    env = backends.env | {"BENCH_ACCOUNTS_DELAY_MS": str(delay_ms)}
+    with gunicorn("slow_accounts:app", env, folder, 1, "gthread", 64) as server:
+        yield server.origin
 
 
 @dataclass(frozen=True, slots=True)
@@ -875,17 +930,18 @@ def hotline_backends(folder: Path, opts: argparse.Namespace, token: str) -> Iter
 def print_table(phases: Sequence[Phase]) -> None:
     columns = [p.figures() for p in phases]
     width = max(len(name) for name in columns[0])
+    cell = max(16, *(len(p.name) + 2 for p in phases))
     print()
-    print(" " * width + "".join(f"{p.name:>16}" for p in phases))
+    print(" " * width + "".join(f"{p.name:>{cell}}" for p in phases))
     for name in columns[0]:
-        cells = "".join(_cell(c[name]) for c in columns)
+        cells = "".join(_cell(c[name], cell) for c in columns)
         print(f"{name:<{width}}{cells}")
 
 
-def _cell(value: float | None) -> str:
+def _cell(value: float | None, width: int = 16) -> str:
     if value is None:
-        return f"{'n/a':>16}"
-    return f"{value:>16.0f}" if abs(value) >= 1000 else f"{value:>16.2f}"
+        return f"{'n/a':>{width}}"
+    return f"{value:>{width}.0f}" if abs(value) >= 1000 else f"{value:>{width}.2f}"
 
 
 def _ms(value: float | None) -> str:
@@ -944,9 +1000,14 @@ def write_json(
     path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
 
 
-def _ratio(phases: Sequence[Phase]) -> float:
+def _ratio(phases: Sequence[Phase]) -> dict[str, float]:
+    """hotline/baseline webhooks/s for each worker class measured with its baseline."""
     rates = {p.name: p.webhooks / p.window for p in phases}
-    return rates["hotline"] / rates["baseline"]
+    return {
+        name.removesuffix("hotline").strip() or "hotline": rate / rates[base]
+        for name, rate in rates.items()
+        if name.endswith("hotline") and (base := name.removesuffix("hotline") + "baseline") in rates
+    }
 
 
 # ---- main ---------------------------------------------------------------------------------------
@@ -971,6 +1032,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
     parser.add_argument(
+        "--worker-class",
+        default="sync",
+        help="gunicorn worker class, or several separated by commas to compare them in one "
+        "run: sync, gthread, gthread:THREADS, gevent (default sync)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=8, help="threads per gthread worker (default 8)"
+    )
+    parser.add_argument(
+        "--accounts-delay",
+        type=float,
+        metavar="MS",
+        help="serve the account service over HTTP, holding every request MS milliseconds",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="pace the paced phase to this many webhooks/s (default: half the full-speed rate)",
+    )
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the framework-free baseline phase"
+    )
+    parser.add_argument(
         "--client-procs",
         type=int,
         default=2,
@@ -986,6 +1070,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     opts = parser.parse_args(argv)
     if opts.seconds <= 0 or opts.callers < 1 or opts.workers < 1 or opts.client_procs < 1:
         parser.error("--seconds, --callers, --workers and --client-procs must be positive")
+    opts.worker_classes = [c.strip() for c in opts.worker_class.split(",") if c.strip()]
+    kinds = {c.partition(":")[0] for c in opts.worker_classes}
+    counts = [c.partition(":")[2] for c in opts.worker_classes if ":" in c]
+    if not kinds or kinds - {"sync", "gthread", "gevent"} or not all(n.isdigit() for n in counts):
+        parser.error("--worker-class: sync, gthread[:THREADS] or gevent, separated by commas")
+    if opts.threads < 1 or (opts.rate is not None and opts.rate <= 0):
+        parser.error("--threads and --rate must be positive")
     if opts.calls is not None and opts.calls < 1:
         parser.error("--calls must be positive")
     return opts
@@ -1007,31 +1098,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     phases: list[Phase] = []
     folder = Path(tempfile.mkdtemp(prefix="ivr-bench-"))
     try:
-        with hotline_backends(folder, opts, token) as backends:
+        with contextlib.ExitStack() as stack:
+            backends = stack.enter_context(hotline_backends(folder, opts, token))
             print(
                 f"{opts.callers} callers in {opts.client_procs} client processes, "
-                f"gunicorn --workers {opts.workers}, Redis {_redacted(backends.redis_url)}, "
+                f"gunicorn --workers {opts.workers} --worker-class {opts.worker_class} "
+                f"(gthread: --threads {opts.threads}), Redis {_redacted(backends.redis_url)}, "
                 f"database {_redacted(backends.database.url)}, "
                 f"{opts.seconds:g} s per phase, {os.cpu_count()} CPUs, code {_code_version()}"
             )
-            for name, app, make_target in (
-                ("baseline", "baseline:app", baseline_target),
-                ("hotline", "ivr:create_app()", hotline_target),
-            ):
-                with gunicorn(app, backends.env, folder, opts.workers) as server:
-                    watch = Watch(server.process.pid, server.log, backends)
-                    try:
-                        target = make_target(server.origin)
-                        phases.append(run_phase(name, target, token, opts, watch))
-                        describe(phases[-1])
-                        if name == "hotline":
-                            half = 0.5 * phases[-1].webhooks / phases[-1].window
-                            phases.append(
-                                run_phase("hotline @50%", target, token, opts, watch, rate=half)
-                            )
+            env = backends.env
+            if opts.accounts_delay is not None:
+                accounts_url = stack.enter_context(
+                    slow_accounts(backends, folder, opts.accounts_delay)
+                )
+                env = env | {"ACCOUNTS_URL": accounts_url}
+                print(f"account service over HTTP, {opts.accounts_delay:g} ms per request")
+            apps = [("hotline", "ivr:create_app()", hotline_target)]
+            if not opts.no_baseline:
+                apps.insert(0, ("baseline", "baseline:app", baseline_target))
+            for spec in opts.worker_classes:
+                prefix = f"{spec} " if len(opts.worker_classes) > 1 else ""
+                worker_class, _, count = spec.partition(":")
+                threads = int(count or opts.threads) if worker_class == "gthread" else 1
+                for name, app, make_target in apps:
+                    with gunicorn(app, env, folder, opts.workers, worker_class, threads) as server:
+                        watch = Watch(server.process.pid, server.log, backends)
+                        try:
+                            target = make_target(server.origin)
+                            phases.append(run_phase(prefix + name, target, token, opts, watch))
                             describe(phases[-1])
-                    finally:
-                        watch.close()
+                            if name == "hotline":
+                                rate = opts.rate or 0.5 * phases[-1].webhooks / phases[-1].window
+                                paced = f"@{opts.rate:g}/s" if opts.rate else "@50%"
+                                label = f"{prefix}{paced}" if prefix else f"hotline {paced}"
+                                phases.append(
+                                    run_phase(label, target, token, opts, watch, rate=rate)
+                                )
+                                describe(phases[-1])
+                        finally:
+                            watch.close()
             environment = _environment(backends)
     except KeyboardInterrupt:
         print("\ninterrupted: everything it started is stopped", file=sys.stderr)
@@ -1042,7 +1148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     print_table(phases)
-    print(f"\nhotline/baseline webhooks/s: {_ratio(phases):.3f}")
+    for label, ratio in _ratio(phases).items():
+        print(f"\n{label}/baseline webhooks/s: {ratio:.3f}")
     if opts.json:
         write_json(opts.json, opts, phases, environment)
         print(f"written to {opts.json}")
@@ -1082,9 +1189,9 @@ def _code_version() -> str:
 
 
 def _environment(backends: Backends) -> dict[str, Any]:
-    client = redis.Redis.from_url(backends.redis_url, socket_timeout=5)
+    client = store.connect(backends.redis_url, 5.0)
     try:
-        redis_version = client.info("server").get("redis_version")
+        redis_version = _info(client, "server").get("redis_version", "cluster")
     finally:
         client.close()
     gunicorn_version = subprocess.run(

@@ -9,11 +9,12 @@ import sqlalchemy as sa
 from flask import Flask, Response, jsonify
 from twilio.request_validator import RequestValidator
 
+from services.accounts.breaker import CircuitBreaker
 from services.accounts.client import AccountsClient, HttpAccounts, LocalAccounts
 from services.accounts.db import make_engine
 from services.accounts.store import AccountStore
 
-from . import calllog, catalog, embedded, hours, menu, store, twiml, voice
+from . import calllog, catalog, embedded, hours, menu, metrics, store, supervisor, twiml, voice
 from .callbacks import Callbacks
 from .config import Settings
 from .hotline import Hotline
@@ -29,6 +30,7 @@ def create_app(
 ) -> Flask:
     """Build the hotline: Redis, the database, the account service and the webhooks."""
     settings = settings or Settings.from_env()
+    _log_to_stderr()
     app = Flask(__name__, instance_path=str(settings.instance_path))
     app.config.update(SECRET_KEY=settings.secret_key, PUBLIC_BASE_URL=settings.public_base_url)
     _warn_about_signing(settings)
@@ -43,7 +45,10 @@ def create_app(
     app.extensions["ivr"] = Hotline(
         menu.load(),
         catalog.load(),
-        store.Store(redis_client, settings.call_ttl),
+        store.Store(
+            redis_client, settings.call_ttl, limits=_limits(settings),
+            cooldown=settings.redis_cooldown,
+        ),
         accounts,
         log_,
         pepper=settings.pin_pepper,
@@ -51,22 +56,41 @@ def create_app(
         hours=hours.parse(settings.agent_hours, settings.timezone, settings.holidays),
         callbacks=Callbacks(engine),
         timezone=settings.timezone,
+        caller_key=_caller_key(settings.pin_pepper),
     )
     app.extensions["ivr.settings"] = settings
     app.extensions["ivr.engine"] = engine
     if settings.signing_token:
         app.extensions["ivr.validator"] = RequestValidator(settings.signing_token)
     app.register_blueprint(voice.bp)
+    supervisor.init_app(
+        app,
+        engine=engine,
+        redis_client=redis_client,
+        calllog=log_,
+        caller_key=_caller_key(settings.pin_pepper),
+        timezone=settings.timezone,
+        create_schema=_create_schema,
+    )
     app.add_url_rule("/healthz", "healthz", _healthz)
+    metrics.init_app(app, settings.metrics_token)
     return app
 
 
 def _accounts(settings: Settings, engine: sa.Engine) -> AccountsClient:
     if settings.accounts_url:
-        return HttpAccounts(settings.accounts_url, settings.accounts_timeout, settings.accounts_token)
+        breaker = CircuitBreaker(settings.accounts_breaker_failures,
+                                 settings.accounts_breaker_cooldown)  # fmt: skip
+        return HttpAccounts(settings.accounts_url, settings.accounts_timeout,
+                            settings.accounts_token, breaker)  # fmt: skip
     accounts = AccountStore(engine, settings.pin_pepper)
     _create_schema(accounts.create_schema)
     return LocalAccounts(accounts)
+
+
+def _limits(settings: Settings) -> store.Limits:
+    return store.Limits(settings.limit_window, settings.limit_caller_calls,
+                        settings.limit_caller_ids, settings.limit_id_checks)  # fmt: skip
 
 
 def _create_schema(create: Any) -> None:
@@ -90,6 +114,19 @@ def _caller_key(pepper: str) -> Any:
         return hmac.new(pepper.encode(), b"caller:" + number.encode(), hashlib.sha256).hexdigest()
 
     return key
+
+
+def _log_to_stderr() -> None:
+    """Unless logging is configured already (a root handler: pytest, a --log-config), the
+    hotline's warnings and errors go to stderr with their time, process and level, beside
+    gunicorn's own lines (alerts such as the PIN-guessing limits are WARNING lines)."""
+    if logging.getLogger().handlers or log.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(
+        "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S %z"
+    ))  # fmt: skip
+    log.addHandler(handler)
 
 
 def _warn_about_signing(settings: Settings) -> None:

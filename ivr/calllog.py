@@ -127,6 +127,18 @@ class CallLog:
             if summary:
                 conn.execute(calls.update().where(calls.c.call_sid == call_sid).values(**summary))
 
+    def note(self, call_sid: str, entries: Sequence[Entry]) -> bool:
+        """Add entries to the timeline of a call the log has (an apology heard); entries for a
+        call it does not know are dropped (a webhook naming no real call). True if added."""
+        if not entries:
+            return False
+        with self.engine.begin() as conn:
+            known = conn.execute(sa.select(calls.c.call_sid).where(calls.c.call_sid == call_sid))
+            if known.first() is None:
+                return False
+            conn.execute(events.insert(), [_row(call_sid, e) for e in entries])
+            return True
+
     def end(self, call_sid: str, status: str, duration: int | None, at: datetime.datetime) -> bool:
         """The call's final status arrived; False if it had already ended (a repeat)."""
         at = _utc(at)

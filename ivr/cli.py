@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -20,6 +22,8 @@ from . import embedded, store
 from .callbacks import Callbacks
 from .calllog import CallLog
 from .config import ConfigError, Settings
+from .supervisor.accounts import AccountError, SupervisorAccounts
+from .supervisor.audit import AuditTrail
 
 
 def _settings() -> Settings:
@@ -57,10 +61,17 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
 @click.option("--workers", default=2, show_default=True, type=int, help="gunicorn workers.")
+@click.option("--threads", type=int, help="Threads per worker  [default: ivr/gunicorn_conf.py's]")
+@click.option("--worker-class", type=click.Choice(["gthread", "sync", "gevent"]),
+              help="gunicorn worker class  [default: gthread]")  # fmt: skip
 @click.option("--demo", "with_demo", is_flag=True, help="Load the demo accounts first.")
 @click.option("--dev", is_flag=True, help="Development mode: sign webhooks with a local token.")
-def serve(host: str, port: int, workers: int, with_demo: bool, dev: bool) -> None:
-    """Run the hotline with gunicorn (embedded Redis and SQLite unless configured)."""
+def serve(
+    host: str, port: int, workers: int, threads: int | None, worker_class: str | None,
+    with_demo: bool, dev: bool,
+) -> None:  # fmt: skip
+    """Run the hotline with gunicorn (embedded Redis and SQLite unless configured), with the
+    settings in ivr/gunicorn_conf.py (threaded workers)."""
     if dev:
         os.environ["IVR_DEV_MODE"] = "1"
     settings = _settings()
@@ -77,8 +88,13 @@ def serve(host: str, port: int, workers: int, with_demo: bool, dev: bool) -> Non
     if dev:
         click.echo("Dial it from another terminal:  ivr call")
     gunicorn = shutil.which("gunicorn") or str(Path(sys.executable).with_name("gunicorn"))
-    args = [gunicorn, "--workers", str(workers), "--bind", f"{host}:{port}",
-            "--access-logfile", "-", "--timeout", "30", "ivr:create_app()"]  # fmt: skip
+    args = [gunicorn, "--config", "python:ivr.gunicorn_conf", "--workers", str(workers),
+            "--bind", f"{host}:{port}", "--access-logfile", "-"]  # fmt: skip
+    if threads is not None:
+        args += ["--threads", str(threads)]
+    if worker_class is not None:
+        args += ["--worker-class", worker_class]
+    args.append("ivr:create_app()")
     os.execv(gunicorn, args)
 
 
@@ -256,8 +272,129 @@ def render(output: Path, check: bool) -> None:
     click.echo(f"Wrote {output}.")
 
 
+@calls.command()
+@click.argument("call_sid")
+def replay(call_sid: str) -> None:
+    """Re-drive a recorded call through the current menu and show where it now differs
+    (sandbox account data; exit 0 same, 1 different, 2 no such call)."""
+    import zoneinfo
+
+    from . import catalog, hours, menu
+    from .machine import Context
+    from .replay import render
+    from .replay import replay as replay_call
+    from .state import LANGS, Localized
+
+    settings = _settings()
+    record = _call_log(settings).get(call_sid)
+    if record is None:
+        click.echo(f"Error: no call {call_sid} in the call log", err=True)
+        sys.exit(2)
+    # Where the recording does not show whether agents answered, assume what this hotline's
+    # configuration says for the moment the call was made.
+    agent_hours = hours.parse(settings.agent_hours, settings.timezone, settings.holidays)
+    exist = bool(settings.agent_queue or settings.agent_number)
+    described = Localized(tuple((lang, agent_hours.describe(lang)) for lang in LANGS))
+    context = Context(exist and agent_hours.is_open(record.started_at), exist, described)
+    zone = zoneinfo.ZoneInfo(settings.timezone)
+    result = replay_call(menu.load(), catalog.load(), record, context=context, zone=zone)
+    click.echo(render(result))
+    sys.exit(0 if result.identical else 1)
+
+
 def _show(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+# --- supervisors --------------------------------------------------------------------
+
+
+@main.group()
+def supervisors() -> None:
+    """Supervisor console accounts: add, list, remove, change a password."""
+
+
+@contextlib.contextmanager
+def _supervisor_accounts() -> Iterator[tuple[SupervisorAccounts, AuditTrail]]:
+    engine = make_engine(_settings().database_url)
+    try:
+        accounts, audit = SupervisorAccounts(engine), AuditTrail(engine)
+        accounts.create_schema()
+        audit.create_schema()
+        yield accounts, audit
+    finally:
+        engine.dispose()
+
+
+def _new_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+def _cli_user() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+@supervisors.command("add")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def supervisors_add(username: str, password_stdin: bool) -> None:
+    """Add a supervisor (asks for the password twice unless --password-stdin)."""
+    password = _new_password(password_stdin)
+    with _supervisor_accounts() as (accounts, audit):
+        try:
+            added = accounts.add(username, password)
+        except AccountError as exc:
+            raise click.ClickException(str(exc)) from None
+        audit.record(_cli_user(), "account", detail=f"added {added.username}")
+    click.echo(f"Supervisor {added.username} added; sign in at /supervisor/.")
+
+
+@supervisors.command("list")
+def supervisors_list() -> None:
+    """Every supervisor, with when they last signed in."""
+    with _supervisor_accounts() as (accounts, _):
+        found = accounts.all()
+    if not found:
+        click.echo("No supervisors yet: add one with `ivr supervisors add USERNAME`.")
+        return
+    click.echo(f"{'username':24}  {'added (UTC)':16}  last sign-in (UTC)")
+    for s in found:
+        last = f"{s.last_login_at:%Y-%m-%d %H:%M}" if s.last_login_at else "never"
+        click.echo(f"{s.username:24}  {s.created_at:%Y-%m-%d %H:%M}  {last}")
+
+
+@supervisors.command("remove")
+@click.argument("username")
+def supervisors_remove(username: str) -> None:
+    """Remove a supervisor (signed out at once; the audit trail keeps their name)."""
+    with _supervisor_accounts() as (accounts, audit):
+        if not accounts.remove(username):
+            raise click.ClickException(f"there is no supervisor called {username!r}")
+        audit.record(_cli_user(), "account", detail=f"removed {username.strip().lower()}")
+    click.echo(f"Supervisor {username.strip().lower()} removed.")
+
+
+@supervisors.command("passwd")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def supervisors_passwd(username: str, password_stdin: bool) -> None:
+    """Change a supervisor's password (their open sessions end)."""
+    with _supervisor_accounts() as (accounts, audit):
+        if accounts.get(username) is None:
+            raise click.ClickException(f"there is no supervisor called {username!r}")
+        try:
+            accounts.set_password(username, _new_password(password_stdin))
+        except AccountError as exc:
+            raise click.ClickException(str(exc)) from None
+        audit.record(_cli_user(), "account", detail=f"password of {username.strip().lower()}")
+    click.echo(f"Password of {username.strip().lower()} changed; their sessions have ended.")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,19 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
 
 
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigError(f"{name} must be a whole number, 0 or more, got {raw!r}")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the hotline reads from its environment (SPEC 2)."""
@@ -66,9 +79,17 @@ class Settings:
     timezone: str = "Asia/Shanghai"
     accounts_url: str | None = None
     accounts_token: str | None = None
-    accounts_timeout: float = 2.0
+    accounts_timeout: float = 1.5
+    accounts_breaker_failures: int = 5  # failures in a row that open the account-service breaker
+    accounts_breaker_cooldown: float = 30.0  # seconds it stays open before a trial call
     redis_timeout: float = 0.25
+    redis_cooldown: float = 1.0  # seconds a process stops asking Redis after it failed
+    limit_window: int = 3600  # the PIN-guessing limits count within this many seconds
+    limit_caller_calls: int = 20  # calls that key an ID number, from one caller number
+    limit_caller_ids: int = 5  # distinct ID numbers keyed from one caller number
+    limit_id_checks: int = 10  # PIN checks of one ID number
     call_ttl: int = 4 * 3600
+    metrics_token: str | None = None  # GET /metrics wants `Authorization: Bearer <it>`
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -111,6 +132,14 @@ class Settings:
             timezone=env.get("IVR_TIMEZONE") or "Asia/Shanghai",
             accounts_url=(env.get("ACCOUNTS_URL") or "").rstrip("/") or None,
             accounts_token=env.get("ACCOUNTS_TOKEN") or None,
-            accounts_timeout=_float(env, "IVR_ACCOUNTS_TIMEOUT", 2.0),
+            metrics_token=env.get("IVR_METRICS_TOKEN") or None,
+            accounts_timeout=_float(env, "IVR_ACCOUNTS_TIMEOUT", 1.5),
+            accounts_breaker_failures=_int(env, "IVR_ACCOUNTS_BREAKER_FAILURES", 5),
+            accounts_breaker_cooldown=_float(env, "IVR_ACCOUNTS_BREAKER_COOLDOWN", 30.0),
             redis_timeout=_float(env, "IVR_REDIS_TIMEOUT", 0.25),
+            redis_cooldown=_float(env, "IVR_REDIS_COOLDOWN", 1.0),
+            limit_window=_int(env, "IVR_LIMIT_WINDOW", 3600) or 3600,
+            limit_caller_calls=_int(env, "IVR_LIMIT_CALLER_CALLS", 20),
+            limit_caller_ids=_int(env, "IVR_LIMIT_CALLER_IDS", 5),
+            limit_id_checks=_int(env, "IVR_LIMIT_ID_CHECKS", 10),
         )

@@ -9,6 +9,8 @@ reply: a valid webhook always gets TwiML the caller can follow.
 from __future__ import annotations
 
 import datetime
+import hashlib
+import hmac
 import logging
 import time
 import zoneinfo
@@ -25,7 +27,7 @@ from services.accounts.errors import AccountsError
 
 from . import twiml
 from .callbacks import Callbacks
-from .calllog import CallLog, Entry
+from .calllog import CallLog, Entry, mask_number
 from .catalog import Catalog, Segment
 from .hours import AgentHours
 from .machine import Context, advance
@@ -53,7 +55,10 @@ from .store import Store
 
 log = logging.getLogger("ivr.hotline")
 
-BUSY_WAIT = 3.0  # seconds a repeated delivery waits for the first one to finish
+# Seconds a repeated delivery waits for the first one to finish. Short, so that a webhook
+# answers within a second even when the claim it waits on was left by a worker that lost Redis
+# half-way (the caller then hears the apology, and `recover` drops that claim).
+BUSY_WAIT = 0.8
 APOLOGY = (Say("error.apology"), Say("error.apology.options"))
 QUEUE_POSITION = "queue.position"
 RECOVERY_KEYS = {"1": "restart", "0": "agent"}  # the keys error.apology.options names
@@ -86,6 +91,7 @@ class Hotline:
         callbacks: Callbacks | None = None,
         timezone: str = "Asia/Shanghai",
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+        caller_key: Callable[[str], str] | None = None,
     ) -> None:
         self.menu = menu
         self.catalog = catalog
@@ -99,18 +105,21 @@ class Hotline:
         self.callbacks = callbacks or Callbacks(calllog.engine)
         self.zone = zoneinfo.ZoneInfo(timezone)
         self.clock = clock
+        self.caller_key = caller_key or _caller_key(pepper)  # a caller's number, keyed-hashed
 
     # --- the webhook -----------------------------------------------------------------
 
     def answer(self, hook: Webhook, event: Event) -> str:
         """The TwiML for one webhook; never raises for Redis, database or service failures."""
         try:
-            return self._answer(hook, event)
+            reply = self._answer(hook, event)
         except (redis.RedisError, OSError) as exc:
             log.error("call %s step %d: Redis failed (%s)", hook.call_sid, hook.seq, _kind(exc))
-        return self.apology(hook.base)
+            reply = None
+        return reply if reply is not None else self._sorry(hook, event)
 
-    def _answer(self, hook: Webhook, event: Event) -> str:
+    def _answer(self, hook: Webhook, event: Event) -> str | None:
+        """The step's reply, a reply given before (a repeat), or None: apologise."""
         begun = self.store.begin(hook.call_sid, hook.seq)
         deadline = time.monotonic() + BUSY_WAIT
         while begun.outcome == "busy" and time.monotonic() < deadline:
@@ -120,12 +129,34 @@ class Hotline:
             return begun.reply
         if begun.outcome != "go":
             log.warning("call %s step %d: %s", hook.call_sid, hook.seq, begun.outcome)
-            return self.apology(hook.base)
+            return None
+        if begun.state is None and not isinstance(event, Start):  # keys for a call never begun
+            self._release(hook.call_sid, begun.token)
+            log.warning("call %s step %d: no such call", hook.call_sid, hook.seq)
+            return None
         try:
             return self._step(hook, begun.state or CallState(), event, begun.token)
+        except (redis.RedisError, OSError):
+            raise  # Redis is failing: asking it again would only keep the caller waiting longer
         except BaseException:
-            self.store.release(hook.call_sid, begun.token)
+            self._release(hook.call_sid, begun.token)
             raise
+
+    def _release(self, call_sid: str, token: str) -> None:
+        try:
+            self.store.release(call_sid, token)
+        except redis.RedisError as exc:  # the claim expires on its own
+            log.error("call %s: could not release its claim (%s)", call_sid, _kind(exc))
+
+    def _sorry(self, hook: Webhook, event: Event) -> str:
+        """The apology, also written to the call's log: Redis may be down, the database not."""
+        now = self.clock()
+        entries = [Entry(now, "prompt", {"key": say.key, "text": segment.text})
+                   for say, segment in self._apology()]  # fmt: skip
+        if isinstance(event, Start):
+            self._log(lambda: self.calllog.start(hook.call_sid, hook.caller, now))
+        self._log(lambda: self.calllog.note(hook.call_sid, entries))
+        return self.apology(hook.base)
 
     def _step(self, hook: Webhook, state: CallState, event: Event, token: str) -> str:
         now = self.clock()
@@ -136,7 +167,7 @@ class Hotline:
         step = advance(self.menu, state, event, ctx)
         while step.effect is not None:
             entries.extend(_entries(now, step.log))
-            outcome = self._run(step.effect, entries, now, hook, step.state.lang)
+            outcome = self._run(step.effect, entries, now, hook, step.state)
             step = advance(self.menu, step.state, outcome, ctx)
         entries.extend(_entries(now, step.log))
         assert step.reply is not None
@@ -165,7 +196,7 @@ class Hotline:
     def status(self, call_sid: str, status: str, duration: int | None) -> None:
         """The call's status callback: write its end once and let its state expire."""
         now = self.clock()
-        if status in ("completed", "busy", "failed", "no-answer", "canceled"):
+        if call_sid and status in ("completed", "busy", "failed", "no-answer", "canceled"):
             self._log(lambda: self.calllog.end(call_sid, status, duration, now))
             try:
                 self.store.end(call_sid)
@@ -174,32 +205,46 @@ class Hotline:
 
     def apology(self, base: str) -> str:
         """Sorry, in both languages, with a retry (1) and a person (0): needs no Redis."""
-        segments = [self.catalog.render(say, lang, self._today()) for lang in LANGS for say in APOLOGY]
+        segments = [segment for _, segment in self._apology()]
         return twiml.apology(segments, f"{base}/voice/recover", f"{base}/voice", self.agents)
 
-    def recover(self, base: str, keys: str) -> str:
-        """The apology's keys: 1 starts the call again, 0 reaches a person."""
+    def _apology(self) -> list[tuple[Say, Segment]]:
+        today = self._today()
+        return [(say, self.catalog.render(say, lang, today)) for lang in LANGS for say in APOLOGY]
+
+    def recover(self, base: str, keys: str, call_sid: str = "") -> str:
+        """The apology's keys: 1 starts the call again, 0 reaches a person.
+
+        The caller has given up on the step that failed, so a claim on it left behind by a
+        worker that lost Redis half-way is dropped (if Redis answers): it would otherwise make
+        the caller's next keys wait for a reply that never comes."""
+        if call_sid:
+            try:
+                self.store.abandon(call_sid)
+            except redis.RedisError as exc:
+                log.warning("call %s: could not drop its claim (%s)", call_sid, _kind(exc))
         return twiml.recovery(RECOVERY_KEYS.get(keys, "restart"), f"{base}/voice", self.agents)
 
     # --- effects ---------------------------------------------------------------------
 
     def _run(
         self, effect: Effect, entries: list[Entry], now: datetime.datetime, hook: Webhook,
-        lang: str,
+        state: CallState,
     ) -> Event:  # fmt: skip
-        """Run one effect for the engine and return its result as an event."""
+        """Run one effect for the engine and return its result as an event.
+
+        Redis failing in an authentication effect raises (the caller hears the apology): no
+        ID number is let through, and no PIN checked, without its counters."""
         if isinstance(effect, CheckId):
-            digest = idnumber.digest(self.pepper, effect.id_number)
-            locked = self.store.is_locked(digest)
-            return IdChecked(effect, digest, idnumber.mask(effect.id_number), locked)
+            return self._check_id(effect, hook)
         if isinstance(effect, VerifyPin):
-            return self._verify(effect, entries, now)
+            return self._verify(effect, entries, now, hook, state.id_masked or "")
         if isinstance(effect, Act):
             method = getattr(self.accounts, effect.name)
             report, ok = self._call(effect.name, entries, now, lambda: method(effect.account))
             return Acted(effect, report.outcome if ok else None)
         if isinstance(effect, SaveMessage):
-            return self._save_message(effect, now, hook, lang)
+            return self._save_message(effect, now, hook, state.lang)
         return self._fetch(effect, entries, now)
 
     def _save_message(
@@ -213,9 +258,34 @@ class Hotline:
             return Acted(effect, None)
         return Acted(effect, "saved")
 
-    def _verify(self, effect: VerifyPin, entries: list[Entry], now: datetime.datetime) -> Event:
-        if self.store.is_locked(effect.id_digest):
+    def _check_id(self, effect: CheckId, hook: Webhook) -> Event:
+        """The caller's limits (calls and ID numbers from one number), then the ID's lock."""
+        digest = idnumber.digest(self.pepper, effect.id_number)
+        masked = idnumber.mask(effect.id_number)
+        admitted = self.store.admit(self.caller_key(hook.caller), hook.call_sid, digest)
+        if admitted != "ok":
+            limits = self.store.limits
+            what, most = (("calls keying ID numbers", limits.caller_calls) if admitted == "calls"
+                          else ("distinct ID numbers", limits.caller_ids))  # fmt: skip
+            log.warning("rate limit: caller %s has had its %d %s within %d s; call %s is "
+                        "refused authentication", mask_number(hook.caller), most, what,
+                        limits.window, hook.call_sid)  # fmt: skip
+            return IdChecked(effect, digest, masked, locked=False, limited=True)
+        return IdChecked(effect, digest, masked, self.store.is_locked(digest))
+
+    def _verify(
+        self, effect: VerifyPin, entries: list[Entry], now: datetime.datetime, hook: Webhook,
+        masked: str,
+    ) -> Event:  # fmt: skip
+        gate = self.store.gate_pin(effect.id_digest)  # lock and limit, before any PIN hash
+        if gate == "locked":
             return PinChecked("locked")
+        if gate == "limited":
+            limits = self.store.limits
+            log.warning("rate limit: ID number %s has had its %d PIN checks within %d s; "
+                        "call %s from %s is refused", masked, limits.id_checks, limits.window,
+                        hook.call_sid, mask_number(hook.caller))  # fmt: skip
+            return PinChecked("limited")
         result, ok = self._call("verify_pin", entries, now,
                                 lambda: self.accounts.verify_pin(effect.id_digest, effect.pin))  # fmt: skip
         if not ok:
@@ -278,6 +348,15 @@ def _links(base: str, seq: int, lang: str) -> twiml.Links:
 
 def _entries(now: datetime.datetime, logs: tuple[Log, ...]) -> list[Entry]:
     return [Entry(now, entry.kind, entry.as_dict()) for entry in logs]
+
+
+def _caller_key(pepper: str) -> Callable[[str], str]:
+    """A caller's number as a keyed hash (HMAC-SHA256 with the pepper): Redis never sees it."""
+
+    def key(number: str) -> str:
+        return hmac.new(pepper.encode(), b"caller:" + number.encode(), hashlib.sha256).hexdigest()
+
+    return key
 
 
 def _kind(exc: BaseException) -> str:

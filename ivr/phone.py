@@ -391,7 +391,8 @@ def _method(el: Element, name: str = "method") -> str:
 class Call:
     """One call from `line.from_` to `line.to`: run it with `run()` (a generator) or `drive()`."""
 
-    def __init__(self, line: Line) -> None:
+    def __init__(self, line: Line, session: requests.Session | None = None) -> None:
+        """`session`: how requests travel (default a plain one; tests put a load balancer here)."""
         self.line = line
         self.sid = new_sid("CA")
         self.t = 0.0
@@ -400,7 +401,7 @@ class Call:
         self.exchanges: list[Exchange] = []
         self.error: TwimlError | None = None
         self.last_twiml = ""
-        self._session = requests.Session()
+        self._session = session if session is not None else requests.Session()
         self._session.headers.clear()
         self._sequence = 0
         self._started = datetime.now(UTC)

@@ -200,19 +200,22 @@ class Fetched:
 
 @dataclass(frozen=True, slots=True)
 class IdChecked:
-    """A well-formed ID number was looked at: its digest, mask, and whether it is locked."""
+    """A well-formed ID number was looked at: its digest, mask, whether it is locked, and
+    whether this caller is refused for now (too many calls or ID numbers from one number)."""
 
     effect: CheckId
     digest: str
     masked: str
     locked: bool
+    limited: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class PinChecked:
-    """A PIN was checked: `ok` (with account), `wrong`, `locked`, or `unavailable`."""
+    """A PIN was checked: `ok` (with account), `wrong`, `locked`, `unavailable`, or not even
+    checked because the ID number had its PIN checks for now (`limited`)."""
 
-    outcome: Literal["ok", "wrong", "locked", "unavailable"]
+    outcome: Literal["ok", "wrong", "locked", "unavailable", "limited"]
     account: int | None = None
 
 

@@ -5,19 +5,35 @@ Keys are hash-tagged so every multi-key script touches one Redis Cluster slot:
   ivr:{<CallSid>}:claim    the worker applying step `seq` right now (expires)
   ivr:{id:<digest>}:fails  consecutive wrong PINs for an ID number
   ivr:{id:<digest>}:lock   set for 24 hours after too many
+  ivr:{id:<digest>}:checks PIN checks of an ID number in the current window (rate limit)
+  ivr:{caller:<key>}:calls calls from one number that keyed an ID number, this window
+  ivr:{caller:<key>}:ids   distinct ID numbers (digests) keyed from one number, this window
 A step is applied once: `begin` claims it (or answers a repeated delivery with
 the reply already given), `commit` saves the new state and the reply together.
-Every webhook costs two round trips: `begin` and `commit`.
+Every webhook costs two round trips: `begin` and `commit`; keying an ID number adds two
+(the caller's limits, the ID number's lock) and a PIN one (the ID number's lock and limit),
+each one script on one slot, all before any PIN hash is computed.
+
+When Redis is silent past the client timeout, this process stops asking
+it for `cooldown` seconds: every operation raises at once, so the hotline answers with its
+apology in milliseconds instead of waiting on a stalled server again. (A refused connection
+fails at once by itself and starts no cool-down.)
 """
 
 from __future__ import annotations
 
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
+from redis.commands.core import Script
+from redis.connection import Encoder
 from redis.retry import Retry
 
 from .state import CallState
@@ -26,6 +42,8 @@ LOCK_SECONDS = 24 * 3600
 MAX_FAILURES = 5
 CLAIM_MS = 10_000
 ENDED_TTL = 600
+
+_T = TypeVar("_T")
 
 _BEGIN = """
 local h = redis.call('HMGET', KEYS[1], 'seq', 'state', 'reply_seq', 'reply')
@@ -66,6 +84,45 @@ end
 return 0
 """
 
+# The caller's limits: KEYS calls, ids; ARGV call_sid, id digest, most calls, most ids, window.
+# A member already in a set is always let through; a new one only while the set has room.
+_ADMIT = """
+local function room(key, member, most, window)
+  if most <= 0 or redis.call('SISMEMBER', key, member) == 1 then return true end
+  if redis.call('SCARD', key) >= most then return false end
+  redis.call('SADD', key, member)
+  if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, window) end
+  return true
+end
+if not room(KEYS[1], ARGV[1], tonumber(ARGV[3]), ARGV[5]) then return 'calls' end
+if not room(KEYS[2], ARGV[2], tonumber(ARGV[4]), ARGV[5]) then return 'ids' end
+return 'ok'
+"""
+
+# Before a PIN is checked: KEYS fails, lock, checks; ARGV most checks, window.
+_GATE = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 'locked' end
+local most = tonumber(ARGV[1])
+if most > 0 then
+  if tonumber(redis.call('GET', KEYS[3]) or '0') >= most then return 'limited' end
+  redis.call('INCR', KEYS[3])
+  if redis.call('TTL', KEYS[3]) < 0 then redis.call('EXPIRE', KEYS[3], ARGV[2]) end
+end
+return 'ok'
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Limits against PIN guessing, per `window` seconds (0: no limit): calls that key an ID
+    number from one caller number, distinct ID numbers keyed from one caller number, and PIN
+    checks of one ID number (whoever calls)."""
+
+    window: int = 3600
+    caller_calls: int = 20
+    caller_ids: int = 5
+    id_checks: int = 10
+
 
 @dataclass(frozen=True, slots=True)
 class Begun:
@@ -78,26 +135,170 @@ class Begun:
 
 
 def connect(url: str, timeout: float) -> redis.Redis:
-    """A client with short timeouts and one quick retry (a stale pooled connection)."""
+    """The one way the hotline, the console, `ivr` and the benchmark reach REDIS_URL.
+
+    A client with short timeouts and one quick retry for a stale pooled connection (one the
+    server closed). A server silent past `timeout` is not asked again: a stalled Redis would
+    only double the caller's wait before the apology. Besides redis://, rediss:// and unix://:
+
+      redis+cluster://[[user]:password@]host:port[,host:port...]          Redis Cluster
+      redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]
+                                                the master Sentinel names `service`
+    (rediss+…: TLS; the password is the data nodes'; `?sentinel_password=` the Sentinels').
+    """
+    scheme = url.partition("://")[0].lower()
+    if scheme in ("redis+cluster", "rediss+cluster"):
+        return _cluster(url, timeout)
+    if scheme in ("redis+sentinel", "rediss+sentinel"):
+        return _sentinel(url, timeout)
     return redis.Redis.from_url(
         url,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 1),
+        retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         health_check_interval=30,
     )
+
+
+def _nodes(url: str, default_port: int) -> tuple[list[tuple[str, int]], dict[str, Any], str]:
+    """(host, port) pairs, the credentials and TLS, and the path of a cluster or Sentinel URL."""
+    parts = urlsplit(url)
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    nodes = []
+    for item in hosts.split(","):
+        host, colon, port = item.strip().rpartition(":")
+        if not colon or "]" in port:  # no port, or a bare [IPv6] address
+            host, port = item.strip(), str(default_port)
+        host = host.strip("[]")
+        if not host or not port.isdigit():
+            raise ValueError(f"REDIS_URL: {item.strip()!r} is not host:port")
+        nodes.append((host, int(port)))
+    options: dict[str, Any] = {"ssl": True} if parts.scheme.lower().startswith("rediss") else {}
+    if user:
+        options["username"] = unquote(user)
+    if password:
+        options["password"] = unquote(password)
+    return nodes, options, parts.path
+
+
+def _cluster(url: str, timeout: float) -> redis.Redis:
+    """Redis Cluster from its seed nodes; made on first use (see `_Deferred`)."""
+    from redis.cluster import ClusterNode, RedisCluster
+
+    nodes, options, path = _nodes(url, 6379)
+    if path.strip("/") not in ("", "0"):
+        raise ValueError("REDIS_URL: a Redis Cluster has only database 0")
+
+    def make() -> Any:
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in nodes],
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 1),  # one retry, after the client re-reads the slot map
+            **options,
+        )
+
+    return cast(redis.Redis, _Deferred(make))
+
+
+def _sentinel(url: str, timeout: float) -> redis.Redis:
+    """The master that Redis Sentinel names; each new connection asks the Sentinels where it
+    is, so after a failover the retry reaches the new master."""
+    from redis.sentinel import Sentinel
+
+    nodes, options, path = _nodes(url, 26379)
+    service, _, db = path.strip("/").partition("/")
+    if not service or not (db or "0").isdigit():
+        raise ValueError("REDIS_URL: redis+sentinel://host:port[,host:port]/service[/db]")
+    query = parse_qs(urlsplit(url).query)
+    sentinel_options: dict[str, Any] = {"socket_timeout": timeout,
+                                        "socket_connect_timeout": timeout}  # fmt: skip
+    if "ssl" in options:
+        sentinel_options["ssl"] = True
+    if "sentinel_password" in query:
+        sentinel_options["password"] = query["sentinel_password"][0]
+    sentinel = Sentinel(nodes, sentinel_kwargs=sentinel_options)
+    master: redis.Redis = sentinel.master_for(
+        service,
+        db=int(db or 0),
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+        health_check_interval=30,
+        **options,
+    )
+    return master
+
+
+class _Deferred:
+    """A Redis Cluster client made when first used. RedisCluster asks the seed nodes for the
+    slot map as it is made: made at start, a web worker could not even boot while the cluster
+    is out of reach, where it should answer callers with the apology. Until it is made, every
+    command raises ConnectionError, and the next one tries again."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    from redis.exceptions import RedisClusterException
+
+                    try:
+                        self._client = self._make()
+                    except RedisClusterException as exc:  # not a RedisError: say it as one
+                        raise redis.ConnectionError(str(exc)) from None
+        return self._client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._get(), name)
+
+    def register_script(self, script: str) -> Script:
+        """A script bound to this client (its SHA needs only the encoder, not the cluster)."""
+        return Script(cast(redis.Redis, self), script)
+
+    def get_encoder(self) -> Encoder:
+        return Encoder("utf-8", "strict", False)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
 
 
 class Store:
     """Call state and authentication counters in Redis."""
 
-    def __init__(self, client: redis.Redis, call_ttl: int = 4 * 3600) -> None:
+    def __init__(
+        self, client: redis.Redis, call_ttl: int = 4 * 3600, *, limits: Limits | None = None,
+        cooldown: float = 0.0,
+    ) -> None:  # fmt: skip
         self.redis = client
         self.call_ttl = call_ttl
+        self.limits = limits or Limits()
+        self.cooldown = cooldown
+        self._down_until = 0.0
+        self._guard = threading.Lock()
         self._begin = client.register_script(_BEGIN)
         self._commit = client.register_script(_COMMIT)
         self._fail = client.register_script(_FAIL)
         self._release = client.register_script(_RELEASE)
+        self._admit = client.register_script(_ADMIT)
+        self._gate = client.register_script(_GATE)
+
+    def _ask(self, operation: Callable[[], _T]) -> _T:
+        """Run one Redis operation, failing at once while Redis is known to be out of reach."""
+        if self.cooldown and time.monotonic() < self._down_until:
+            raise redis.ConnectionError("Redis failed a moment ago; not asking again yet")
+        try:
+            return operation()
+        except redis.TimeoutError:  # a refused connection fails at once anyway: no cool-down
+            with self._guard:
+                self._down_until = time.monotonic() + self.cooldown
+            raise
 
     @staticmethod
     def _call_keys(call_sid: str) -> list[str]:
@@ -107,10 +308,20 @@ class Store:
     def _id_keys(digest: str) -> list[str]:
         return [f"ivr:{{id:{digest}}}:fails", f"ivr:{{id:{digest}}}:lock"]
 
+    @staticmethod
+    def _checks_key(digest: str) -> str:
+        return f"ivr:{{id:{digest}}}:checks"
+
+    @staticmethod
+    def _caller_keys(caller_key: str) -> list[str]:
+        return [f"ivr:{{caller:{caller_key}}}:calls", f"ivr:{{caller:{caller_key}}}:ids"]
+
     def begin(self, call_sid: str, seq: int) -> Begun:
         """Claim step `seq` of a call, or learn that it was already answered."""
         token = secrets.token_hex(8)
-        outcome, payload = self._begin(self._call_keys(call_sid), [seq, token, CLAIM_MS])
+        outcome, payload = self._ask(
+            lambda: self._begin(self._call_keys(call_sid), [seq, token, CLAIM_MS])
+        )
         kind: Any = outcome.decode()
         if kind == "go":
             state = CallState.from_json(payload) if payload else None
@@ -121,31 +332,65 @@ class Store:
         """Save the state after step `seq` and the reply it got; False if the claim was lost."""
         ttl = ENDED_TTL if state.ended else self.call_ttl
         args: list[Any] = [token, seq + 1, state.to_json(), seq, reply, ttl]
-        return bool(self._commit(self._call_keys(call_sid), args))
+        return bool(self._ask(lambda: self._commit(self._call_keys(call_sid), args)))
 
     def release(self, call_sid: str, token: str) -> None:
         """Give a claim back without saving (the step failed half-way)."""
-        self._release([self._call_keys(call_sid)[1]], [token])
+        self._ask(lambda: self._release([self._call_keys(call_sid)[1]], [token]))
+
+    def abandon(self, call_sid: str) -> None:
+        """Drop whatever claim the call holds: its caller has given up on that step (after an
+        apology), so no worker is applying it for them any more."""
+        self._ask(lambda: self.redis.delete(self._call_keys(call_sid)[1]))
 
     def end(self, call_sid: str) -> None:
         """The call is over: keep its state a little longer for late duplicates, then forget it."""
-        self.redis.expire(self._call_keys(call_sid)[0], ENDED_TTL)
+        self._ask(lambda: self.redis.expire(self._call_keys(call_sid)[0], ENDED_TTL))
+
+    def admit(self, caller_key: str, call_sid: str, digest: str) -> Literal["ok", "calls", "ids"]:
+        """May this call from this caller (a keyed hash of the number) try this ID number?
+        `calls`: too many calls from the number tried ID numbers this window; `ids`: too many
+        distinct ID numbers were tried from it. One round trip; a Redis failure raises."""
+        limits = self.limits
+        args: list[Any] = [call_sid, digest, limits.caller_calls, limits.caller_ids, limits.window]
+        answer = self._ask(lambda: self._admit(self._caller_keys(caller_key), args))
+        word: Literal["ok", "calls", "ids"] = _word(answer, ("ok", "calls", "ids"))
+        return word
+
+    def gate_pin(self, digest: str) -> Literal["ok", "locked", "limited"]:
+        """Before a PIN of an ID number is checked: is the ID number locked, or has it had its
+        PIN checks for this window? Counts this check. One round trip; a Redis failure raises."""
+        keys = [*self._id_keys(digest), self._checks_key(digest)]
+        args: list[Any] = [self.limits.id_checks, self.limits.window]
+        answer = self._ask(lambda: self._gate(keys, args))
+        word: Literal["ok", "locked", "limited"] = _word(answer, ("ok", "locked", "limited"))
+        return word
 
     def is_locked(self, digest: str) -> bool:
         """Whether an ID number is locked after too many wrong PINs."""
-        return bool(self.redis.exists(self._id_keys(digest)[1]))
+        return bool(self._ask(lambda: self.redis.exists(self._id_keys(digest)[1])))
 
     def record_failure(self, digest: str) -> bool:
         """Count a wrong PIN for an ID number; True if it is (now) locked."""
-        return bool(self._fail(self._id_keys(digest), [MAX_FAILURES, LOCK_SECONDS]))
+        keys = self._id_keys(digest)
+        return bool(self._ask(lambda: self._fail(keys, [MAX_FAILURES, LOCK_SECONDS])))
 
     def clear_failures(self, digest: str) -> None:
         """A right PIN: the failures in a row start again from zero."""
-        self.redis.delete(self._id_keys(digest)[0])
+        self._ask(lambda: self.redis.delete(self._id_keys(digest)[0]))
 
     def unlock(self, digest: str) -> bool:
-        """Lift an ID number's lock and its failure count; True if it was locked."""
+        """Lift an ID number's lock, its failure count and its PIN-check limit; True if it was
+        locked."""
         fails, lock = self._id_keys(digest)
         locked = bool(self.redis.exists(lock))
-        self.redis.delete(fails, lock)
+        self.redis.delete(fails, lock, self._checks_key(digest))
         return locked
+
+
+def _word(answer: bytes, allowed: tuple[str, ...]) -> Any:
+    """A script's one-word answer, checked against the words it may say."""
+    word: Any = answer.decode()
+    if word not in allowed:
+        raise redis.ResponseError(f"unexpected answer from a script: {word[:20]!r}")
+    return word

@@ -20,6 +20,8 @@ bp = Blueprint("voice", __name__)
 
 MAX_KEYS = 40  # an ID number and its finish key fit many times over
 _NOT_A_KEY = re.compile(r"[^0-9*#]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CALL_SID = re.compile(r"[A-Za-z0-9:._-]{1,64}")  # Twilio's CA…, Telnyx's v3:…, and the like
 
 F = TypeVar("F", bound=Callable[..., Response])
 
@@ -66,6 +68,25 @@ def _xml(body: str) -> Response:
     return Response(body, mimetype="text/xml")
 
 
+def _field(name: str, limit: int) -> str:
+    """A form field, cut to `limit` characters, without control characters (no database takes
+    a NUL, and no real Twilio field holds one)."""
+    return _CONTROL.sub("", request.form.get(name, "")[:limit])
+
+
+def _call_sid() -> str:
+    """The CallSid, or "" when there is none or it is not shaped like one (it names Redis keys,
+    call-log rows and console URLs, so nothing else gets in)."""
+    sid = request.form.get("CallSid", "")
+    return sid if _CALL_SID.fullmatch(sid) else ""
+
+
+def _number(name: str, default: int) -> int:
+    """A form field holding a count of seconds or a position; `default` unless plain digits."""
+    raw = request.form.get(name, "")
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else default
+
+
 def _keys() -> str:
     """The keys the caller pressed, cleaned: only telephone keys, never an absurd length."""
     return _NOT_A_KEY.sub("?", request.form.get("Digits", "")[:MAX_KEYS])
@@ -73,10 +94,10 @@ def _keys() -> str:
 
 def _answer(seq: int, event: Event) -> Response:
     hotline = _hotline()
-    call_sid = request.form.get("CallSid", "")[:64]
+    call_sid = _call_sid()
     if not call_sid:
         return _xml(hotline.apology(request.script_root))
-    hook = Webhook(call_sid, seq, request.form.get("From", "")[:32], request.script_root)
+    hook = Webhook(call_sid, seq, _field("From", 32), request.script_root)
     return _xml(hotline.answer(hook, event))
 
 
@@ -106,17 +127,16 @@ def silence(seq: int) -> Response:
 @twilio_signed
 def transfer(seq: int) -> Response:
     """The agent leg of step `seq` ended (Dial action or Enqueue action)."""
-    status = request.form.get("DialCallStatus") or request.form.get("QueueResult") or "completed"
-    return _answer(seq, TransferEnded(status[:32]))
+    status = _field("DialCallStatus", 32) or _field("QueueResult", 32) or "completed"
+    return _answer(seq, TransferEnded(status))
 
 
 @bp.post("/voice/recorded/<int:seq>")
 @twilio_signed
 def recorded(seq: int) -> Response:
     """The voice message of step `seq` was recorded."""
-    url = request.form.get("RecordingUrl", "")[:500]
-    duration = request.form.get("RecordingDuration", "")
-    seconds = int(duration) if duration.isdigit() else 0
+    url = _field("RecordingUrl", 500)
+    seconds = _number("RecordingDuration", 0)
     return _answer(seq, Recorded(url, seconds) if url and seconds > 0 else NoInput())
 
 
@@ -124,27 +144,20 @@ def recorded(seq: int) -> Response:
 @twilio_signed
 def wait(lang: str) -> Response:
     """The agent queue's hold TwiML: the caller's position and the expected wait."""
-    position = request.form.get("QueuePosition", "")
-    average = request.form.get("AvgQueueTime", "")
-    return _xml(_hotline().hold(lang, int(position) if position.isdigit() else 1,
-                                int(average) if average.isdigit() else 0))  # fmt: skip
+    return _xml(_hotline().hold(lang, _number("QueuePosition", 1), _number("AvgQueueTime", 0)))
 
 
 @bp.post("/voice/recover")
 @twilio_signed
 def recover() -> Response:
     """The apology's keys: try again, or a person."""
-    return _xml(_hotline().recover(request.script_root, _keys()))
+    return _xml(_hotline().recover(request.script_root, _keys(), _call_sid()))
 
 
 @bp.post("/voice/status")
 @twilio_signed
 def status() -> Response:
     """The call's status callback: record how it ended."""
-    duration = request.form.get("CallDuration", "")
-    _hotline().status(
-        request.form.get("CallSid", "")[:64],
-        request.form.get("CallStatus", "")[:32],
-        int(duration) if duration.isdigit() else None,
-    )
+    duration = _number("CallDuration", -1)
+    _hotline().status(_call_sid(), _field("CallStatus", 32), duration if duration >= 0 else None)
     return _xml(twiml.empty())

@@ -2,20 +2,58 @@
 service out of reach, the account service over real HTTP, and webhooks that make no sense.
 
 A valid webhook always gets 200 and TwiML the caller can follow: an apology in both languages
-with a retry and a person, or "account information is not available right now" and the menu."""
+with a retry and a person, or "account information is not available right now" and the menu.
+
+Then the faults of issue 6, each injected against gunicorn and a real Redis, most with a load of
+simulated callers running (tests/fault_kit.py): Redis paused, Redis killed and restarted, the
+account service hanging or failing (and its circuit breaker), a worker killed with SIGKILL, a
+status callback racing an action webhook, and Twilio delivering one webhook twice at once.
+docs/reliability.md says what each proves."""
 
 from __future__ import annotations
 
 import os
+import signal
+import threading
+import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+import redis
 import requests
+import sqlalchemy as sa
 from conftest import fresh_database
 from defusedxml.ElementTree import fromstring
+from fault_kit import (
+    FaultyService,
+    Load,
+    PrivateRedis,
+    fresh_id_number,
+    logged_prompts,
+    p99,
+    private_redis,
+    serving,
+    unlogged,
+    worker_pids,
+)
+from flask import Flask
 from hotline_server import PEPPER, Server, free_port, gunicorn, serve
 from twilio_sim import SimCall, Simulator
+from werkzeug.test import TestResponse
+
+from ivr import create_app
+from ivr.calllog import CallLog
+from ivr.calllog import events as events_table
+from ivr.config import Settings
+from ivr.phone import sign
+from services.accounts import idnumber
+from services.accounts.api import create_app as create_accounts_api
+from services.accounts.db import make_engine
+from services.accounts.store import AccountStore
 
 ZHANG_KEYS = "11010519491231002*#"  # 张三, PIN 135790, balance 1234.56, three transactions
 APOLOGY_ZH = "抱歉，系统暂时出现故障"  # error.apology
@@ -224,3 +262,388 @@ def test_a_webhook_without_a_call_sid_gets_twiml(sim: Simulator) -> None:
         root = fromstring(answer.content)
         assert root.tag == "Response" and len(root) > 0, answer.text
         assert APOLOGY_ZH in answer.text, answer.text
+
+
+# --- Redis paused, killed and restarted, under load (issue 6: faults 1 and 2) ----------------
+
+
+@pytest.fixture(scope="module")
+def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
+    """A redis-server of this module's own, to pause and kill (never the shared one)."""
+    with private_redis(tmp_path_factory.mktemp("own-redis")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def on_own_redis(
+    tmp_path_factory: pytest.TempPathFactory, own_redis: PrivateRedis
+) -> Iterator[Server]:
+    """The hotline (two gunicorn workers) on that Redis."""
+    folder = tmp_path_factory.mktemp("on-own-redis")
+    agents = {"IVR_AGENT_QUEUE": "agents"}
+    with (
+        fresh_database(folder) as url,
+        serve(folder, own_redis.url, url, extra_env=agents) as server,
+    ):
+        yield server
+
+
+def overlapping(load: Load, start: float, end: float) -> list[float]:
+    """How long each webhook that was under way between `start` and `end` took."""
+    return [w.elapsed for w in load.webhooks if w.start < end and w.start + w.elapsed > start]
+
+
+def assert_every_call_got_through(load: Load, after: float) -> None:
+    """No webhook failed; every call, those caught by the fault included, reached the balance;
+    and calls made after `after` did too."""
+    failed = [w for w in load.webhooks if not w.ok]
+    assert not failed, failed[:5]
+    troubled = [(o.trouble, o.call.report()) for o in load.calls if o.trouble]
+    assert not troubled, troubled[0]
+    later = [o for o in load.calls if o.started > after]
+    assert len(later) >= load.callers and all(o.reached for o in later), len(later)
+
+
+def test_redis_paused_for_3_s_under_load_every_webhook_answers_within_1_s(
+    on_own_redis: Server, own_redis: PrivateRedis
+) -> None:
+    sim = Simulator(on_own_redis.url, on_own_redis.token)
+    with Load(sim, callers=4) as load:
+        load.wait_for(40, timeout=30)
+        paused = time.monotonic()
+        own_redis.pause(3000)
+        time.sleep(3.0)
+        resumed = time.monotonic()
+        time.sleep(2.5)
+    during = overlapping(load, paused, resumed)
+    assert len(during) >= 10, "the load kept calling during the pause"
+    assert max(w.elapsed for w in load.webhooks) <= 1.0, sorted(during)[-5:]
+    assert p99(during) <= 0.6, sorted(during)[-5:]
+    assert sum(o.apologies for o in load.calls) > 0, "the pause was felt: callers heard apologies"
+    assert_every_call_got_through(load, after=resumed + 1.0)
+
+
+def test_redis_killed_and_restarted_under_load_no_5xx_and_calls_go_on(
+    on_own_redis: Server, own_redis: PrivateRedis
+) -> None:
+    sim = Simulator(on_own_redis.url, on_own_redis.token)
+    with Load(sim, callers=4) as load:
+        load.wait_for(40, timeout=30)
+        killed = time.monotonic()
+        own_redis.kill()
+        time.sleep(1.5)
+        own_redis.start()
+        restarted = time.monotonic()
+        time.sleep(2.5)
+    during = overlapping(load, killed, restarted)
+    assert len(during) >= 10, "the load kept calling while Redis was down"
+    assert max(w.elapsed for w in load.webhooks) <= 1.0, sorted(during)[-5:]
+    assert sum(o.apologies for o in load.calls) > 0, "callers heard the apology while it was down"
+    assert_every_call_got_through(load, after=restarted + 1.0)
+
+
+def test_with_redis_down_a_right_pin_is_never_accepted_and_the_call_goes_on_after(
+    on_own_redis: Server, own_redis: PrivateRedis
+) -> None:
+    call = Simulator(on_own_redis.url, on_own_redis.token).call(from_=unique_caller())
+    call.press("1")
+    call.press(ZHANG_KEYS).expect_heard("密码")
+    own_redis.kill()
+    try:
+        call.press("135790")
+        assert_apology(call)
+        assert "余额为" not in call.heard_text
+    finally:
+        own_redis.start()
+    call.press("1").expect_heard("请输入6位")  # the call's state survived: back at the PIN
+    call.press("135790").expect_heard("一千二百三十四元五角六分")
+    call.hangup()
+    shown = on_own_redis.ivr("calls", "show", call.phone.sid)
+    assert shown.stdout.count("call=verify_pin") == 1, shown.stdout  # only once Redis was back
+    assert "error.apology" in shown.stdout  # the apology heard is in the call's log
+
+
+# --- the account service hanging, failing, and the breaker (issue 6: faults 3 and 6) ---------
+
+
+@dataclass(frozen=True)
+class Flaky:
+    """The hotline calling an account service that hangs or fails on demand."""
+
+    server: Server
+    service: FaultyService
+
+
+@pytest.fixture(scope="module")
+def flaky(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Flaky]:
+    """The hotline (two workers, agents in a queue, default account-service timeout) with
+    ACCOUNTS_URL at the real account API behind a FaultyService; breaker: 2 failures, 1 s."""
+    folder = tmp_path_factory.mktemp("flaky-accounts")
+    with fresh_database(folder) as url:
+        engine = make_engine(url)
+        accounts = AccountStore(engine, PEPPER)
+        accounts.create_schema()
+        service = FaultyService(create_accounts_api(accounts))
+        try:
+            with serving(service) as accounts_url:
+                extra = {"ACCOUNTS_URL": accounts_url, "IVR_AGENT_QUEUE": "agents",
+                         "IVR_ACCOUNTS_BREAKER_FAILURES": "2",
+                         "IVR_ACCOUNTS_BREAKER_COOLDOWN": "1"}  # fmt: skip
+                with serve(folder, redis_url, url, extra_env=extra) as server:
+                    yield Flaky(server, service)
+        finally:
+            engine.dispose()
+
+
+def at_the_pin(server: Server, id_keys: str = ZHANG_KEYS) -> SimCall:
+    """A call waiting for the PIN of `id_keys` (no account-service call made yet)."""
+    call = Simulator(server.url, server.token).call(from_=unique_caller())
+    call.press("1")
+    call.press(id_keys).expect_heard("请输入6位")
+    return call
+
+
+def test_account_service_hanging_the_caller_hears_so_within_2_s_and_may_reach_a_person(
+    flaky: Flaky,
+) -> None:
+    flaky.service.mode = "hang"
+    try:
+        call = at_the_pin(flaky.server)
+        call.press("135790").expect_heard(SERVICE_DOWN, MAIN_MENU)
+        pin = call.exchanges[-1]
+        assert pin.status == 200 and pin.elapsed < 2.0, f"the PIN step took {pin.elapsed:.3f} s"
+        assert flaky.service.hit("hang") >= 1, "the hotline did ask the hanging service"
+        call.press("0")  # a person
+        assert any("<Enqueue" in x.body for x in call.exchanges), call.report()
+    finally:
+        flaky.service.mode = "ok"
+
+
+def test_account_service_hanging_other_calls_are_not_held_up(flaky: Flaky) -> None:
+    flaky.service.mode = "hang"
+    stuck = at_the_pin(flaky.server, "440304199001011233#")
+    try:
+        waiting = threading.Thread(target=lambda: stuck.press("246810"))
+        waiting.start()
+        time.sleep(0.2)  # the PIN webhook now holds one worker on the hanging service
+        other = Simulator(flaky.server.url, flaky.server.token).call(from_=unique_caller())
+        other.press("4").expect_heard("查询余额的方式")
+        other.press("1").press("#").press("*").press("*").expect_heard(MAIN_MENU)
+        other.hangup()
+        waiting.join(5)
+    finally:
+        flaky.service.mode = "ok"
+    assert stuck.exchanges[-1].status == 200 and SERVICE_DOWN in stuck.heard_text
+    assert all(x.status == 200 and x.elapsed < 0.5 for x in other.exchanges), other.report()
+    assert other.phone.error is None
+
+
+def test_account_service_failing_the_caller_hears_so_at_once_and_may_try_again(
+    flaky: Flaky,
+) -> None:
+    flaky.service.mode = "error"
+    try:
+        call = at_the_pin(flaky.server)
+        call.press("135790").expect_heard(SERVICE_DOWN, MAIN_MENU)
+        assert call.exchanges[-1].elapsed < FAST
+    finally:
+        flaky.service.mode = "ok"
+    time.sleep(1.2)  # the breaker's cool-down, if this worker's breaker had opened
+    call.press("1").expect_heard("身份证")  # try again, the service is back
+    call.press(ZHANG_KEYS)
+    call.press("135790").expect_heard("一千二百三十四元五角六分")
+    call.hangup()
+
+
+def test_a_breaker_stops_asking_a_failing_service_then_tries_it_again_after_a_cool_down(
+    flaky: Flaky,
+) -> None:
+    calls = [at_the_pin(flaky.server) for _ in range(12)]
+    flaky.service.mode = "error"
+    try:
+        before = flaky.service.hit("error")
+        for call in calls[:8]:
+            call.press("135790").expect_heard(SERVICE_DOWN)
+            assert call.exchanges[-1].elapsed < FAST
+        asked = flaky.service.hit("error") - before
+        # at most 2 failures (the breaker's) on each of the 2 workers reach it
+        assert 1 <= asked <= 2 * 2, f"{asked} requests reached a service known to fail"
+        shown = flaky.server.ivr("calls", "show", calls[7].phone.sid)
+        assert "outcome=CircuitOpen" in shown.stdout, shown.stdout  # not even asked
+        flaky.service.mode = "ok"
+        time.sleep(1.2)  # the cool-down: then each worker's next call is a trial
+        before = flaky.service.hit("ok")
+        for call in calls[8:]:
+            call.press("135790").expect_heard("一千二百三十四元五角六分")
+        assert flaky.service.hit("ok") - before >= 4
+    finally:
+        flaky.service.mode = "ok"
+
+
+def test_a_retried_webhook_delivered_twice_at_once_applies_its_step_once(flaky: Flaky) -> None:
+    """Twilio retrying after its timeout: the same signed request, four times, concurrently,
+    while the account service is slow: one PIN check, one wrong PIN counted, one reply."""
+    nobody = fresh_id_number()
+    call = at_the_pin(flaky.server, nobody + "#")
+    assert call.gather is not None
+    action = call.gather.action
+    params = {**call.phone._params(), "Digits": "907153", "FinishedOnKey": ""}
+    digest = idnumber.digest(PEPPER, nobody)
+    client = redis.Redis.from_url(flaky.server.env["REDIS_URL"], socket_timeout=5)
+    flaky.service.mode = "slow"
+    try:
+        before = flaky.service.hit("slow")
+        barrier = threading.Barrier(4)
+        signature = sign(flaky.server.token, action, params)
+
+        def deliver() -> requests.Response:
+            barrier.wait()
+            return requests.post(action, data=params, timeout=10,
+                                 headers={"X-Twilio-Signature": signature})  # fmt: skip
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda _: deliver(), range(4)))
+        asked = flaky.service.hit("slow") - before
+    finally:
+        flaky.service.mode = "ok"
+    assert [a.status_code for a in answers] == [200] * 4
+    assert len({a.text for a in answers}) == 1, [a.text for a in answers]
+    assert "不正确" in answers[0].text
+    assert asked == 1, f"the PIN was checked {asked} times"
+    try:
+        assert client.get(f"ivr:{{id:{digest}}}:fails") == b"1"
+        assert client.get(f"ivr:{{id:{digest}}}:checks") == b"1"
+    finally:
+        client.close()
+    shown = flaky.server.ivr("calls", "show", call.phone.sid)
+    assert shown.stdout.count("result=wrong") == 1, shown.stdout
+    assert shown.stdout.count("call=verify_pin") == 1, shown.stdout
+
+
+# --- a gunicorn worker killed mid-load (issue 6: fault 4) ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def killable(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Server]:
+    """The hotline with two gunicorn workers, one of which a test kills."""
+    folder = tmp_path_factory.mktemp("killable")
+    with fresh_database(folder) as url, serve(folder, redis_url, url) as server:
+        yield server
+
+
+def test_a_worker_killed_mid_load_fails_at_most_one_webhook_in_a_thousand_and_loses_no_log(
+    killable: Server,
+) -> None:
+    master = killable.process.pid
+    workers = worker_pids(master)
+    assert len(workers) == 2
+    with Load(Simulator(killable.url, killable.token), callers=6) as load:
+        load.wait_for(300, timeout=60)
+        victim = min(workers)
+        os.kill(victim, signal.SIGKILL)
+        load.wait_for(1100, timeout=90)
+    total, failed = len(load.webhooks), [w for w in load.webhooks if not w.ok]
+    assert total >= 1000, total
+    assert len(failed) <= total // 1000, failed
+    respawned = worker_pids(master)
+    assert victim not in respawned and len(respawned) == 2, respawned
+    engine = make_engine(killable.env["DATABASE_URL"])
+    try:
+        lost = {}
+        for outcome in load.calls:
+            call = outcome.call
+            if missing := unlogged(call.said, logged_prompts(engine, call.phone.sid)):
+                lost[call.phone.sid] = missing
+    finally:
+        engine.dispose()
+    assert not lost, lost
+    assert sum(o.reached for o in load.calls) >= len(load.calls) - len(failed)
+
+
+# --- the status callback racing an action webhook (issue 6: fault 5) -------------------------
+
+
+def deliver_at_once(posts: list[tuple[str, dict[str, str]]], token: str) -> list[requests.Response]:
+    """Signed POSTs (absolute URL, params), all released at the same moment from threads."""
+    barrier = threading.Barrier(len(posts))
+
+    def deliver(post: tuple[str, dict[str, str]]) -> requests.Response:
+        url, params = post
+        headers = {"X-Twilio-Signature": sign(token, url, params)}
+        barrier.wait()
+        return requests.post(url, data=params, headers=headers, timeout=10)
+
+    with ThreadPoolExecutor(len(posts)) as pool:
+        return list(pool.map(deliver, posts))
+
+
+def test_status_callbacks_racing_an_action_webhook_twice_and_out_of_order_lose_nothing(
+    sim: Simulator, hotline: Server
+) -> None:
+    engine = make_engine(hotline.env["DATABASE_URL"])
+    try:
+        for round_ in range(8):
+            call = sim.call(from_=unique_caller())
+            assert call.gather is not None
+            line = call.phone.line
+            base = {"CallSid": call.phone.sid, "From": line.from_, "To": line.to,
+                    "AccountSid": line.account_sid, "CallStatus": "in-progress"}  # fmt: skip
+            keys = (call.gather.action, {**base, "Digits": "4", "FinishedOnKey": ""})
+            status = sim.url("/voice/status")
+            done = {**base, "CallStatus": "completed", "CallbackSource": "call-progress-events",
+                    "SequenceNumber": "2", "CallDuration": "31", "Duration": "1"}  # fmt: skip
+            early = {**base, "CallStatus": "ringing", "SequenceNumber": "0"}
+            posts = [keys, (status, done), (status, dict(done)), (status, early)]
+            answers = deliver_at_once(posts[round_ % 4 :] + posts[: round_ % 4], hotline.token)
+            assert [a.status_code for a in answers] == [200] * 4
+            reply = answers[(4 - round_ % 4) % 4].text
+            assert "查询余额的方式" in reply, reply  # the key was applied: the information menu
+            again = deliver_at_once([keys], hotline.token)[0]
+            assert again.text == reply  # its state and reply were kept: a repeat replays them
+            query = sa.select(events_table.c.kind, events_table.c.data).where(
+                events_table.c.call_sid == call.phone.sid
+            )
+            with engine.connect() as conn:
+                rows = conn.execute(query).all()
+            kinds = [kind for kind, _ in rows]
+            assert kinds.count("end") == 1, kinds
+            assert {"kind": "menu", "node": "info"} in [{"kind": k, **d} for k, d in rows], rows
+            record = CallLog(engine).get(call.phone.sid)
+            assert record is not None and record.status == "completed" and record.duration == 31
+    finally:
+        engine.dispose()
+
+
+# --- a claim left behind by a worker that lost Redis half-way -------------------------------
+
+
+@pytest.fixture
+def app(tmp_path: Path, redis_url: str, database_url: str) -> Iterator[Flask]:
+    env = {"IVR_INSTANCE_PATH": str(tmp_path), "TWILIO_AUTH_TOKEN": "faults-token",
+           "REDIS_URL": redis_url, "DATABASE_URL": database_url}  # fmt: skip
+    app = create_app(Settings.from_env(env))
+    yield app
+    app.extensions["ivr.engine"].dispose()
+    app.extensions["ivr"].store.redis.close()
+
+
+def test_a_step_claimed_by_a_worker_that_lost_redis_answers_within_1_s_and_recover_frees_it(
+    app: Flask,
+) -> None:
+    client = app.test_client()
+    params = {"CallSid": "CA" + uuid.uuid4().hex, "From": unique_caller()}
+
+    def post(path: str, **extra: str) -> TestResponse:
+        data = {**params, **extra}
+        signature = sign("faults-token", f"http://localhost{path}", data)
+        return client.post(path, data=data, headers={"X-Twilio-Signature": signature})
+
+    assert MAIN_MENU in post("/voice").text
+    app.extensions["ivr"].store.begin(params["CallSid"], 1)  # claimed, never committed
+    started = time.perf_counter()
+    stuck = post("/voice/in/1", Digits="4")
+    assert time.perf_counter() - started < 1.0
+    assert stuck.status_code == 200 and APOLOGY_ZH in stuck.text
+    assert "Redirect" in post("/voice/recover", Digits="1").text  # 1: try again
+    again = post("/voice/in/1", Digits="4")
+    assert "查询余额的方式" in again.text  # the step went through this time

@@ -238,6 +238,9 @@ def test_a_wrong_pin_is_asked_again_and_three_end_authentication_in_this_call() 
         (PinChecked("locked"), "auth.locked"),
         (PinChecked("unavailable"), "error.service"),
         (IdChecked(CheckId(ZHANG), DIGEST, MASKED, locked=True), "auth.locked"),
+        (PinChecked("limited"), "auth.limited"),
+        (IdChecked(CheckId(ZHANG), DIGEST, MASKED, locked=False, limited=True), "auth.limited"),
+        (IdChecked(CheckId(ZHANG), DIGEST, MASKED, locked=True, limited=True), "auth.limited"),
     ],
 )
 def test_a_locked_id_number_or_a_failed_check_returns_to_the_main_menu(
@@ -612,7 +615,7 @@ def test_the_state_of_a_whole_call_holds_no_pin_and_no_id_number() -> None:
 
 def test_engine_prompt_keys_are_the_ones_it_says() -> None:
     assert machine.INVALID in machine.ENGINE_PROMPTS
-    assert len(set(machine.ENGINE_PROMPTS)) == len(machine.ENGINE_PROMPTS) == 13
+    assert len(set(machine.ENGINE_PROMPTS)) == len(machine.ENGINE_PROMPTS) == 14
 
 
 def test_log_entries_are_plain_data() -> None:

@@ -1,10 +1,13 @@
 """A canary sweep (SPEC 5, 8): after a suite of whole calls that key known ID numbers and PINs,
-no PIN and no full ID number is anywhere the hotline writes: its server log, Redis, the
-database, or what `ivr calls list` and `ivr calls show` print. The masked ID numbers are in
-the call log, so the sweep is known to look where the call log really is."""
+through faults too (the account service down, Redis killed in the middle of a call), no PIN
+and no full ID number is anywhere the hotline writes: its server logs, Redis (every key and
+value of each), the database, every page of the supervisor console, or what `ivr calls list`
+and `ivr calls show` print. The masked ID numbers are in the call log, so the sweep is known
+to look where the call log really is."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import uuid
@@ -16,10 +19,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from conftest import fresh_database
-from hotline_server import Server, serve
+from fault_kit import PrivateRedis, private_redis, signed_in_console
+from hotline_server import Server, free_port, serve
 from twilio_sim import SimCall, Simulator
 
+from ivr import create_app
 from ivr import store as store_module
+from ivr.config import Settings
 
 # Accounts of tests/data/accounts.json, and ID numbers keyed as a caller keys them.
 ZHANG, ZHANG_KEYS, ZHANG_PIN = "11010519491231002X", "11010519491231002*#", "135790"
@@ -133,30 +139,75 @@ CALLS: tuple[Callable[[Simulator], SimCall], ...] = (
 )
 
 
+def with_the_account_service_down(sim: Simulator) -> SimCall:
+    call = sim.call(from_=unique_caller())
+    call.press("1")
+    call.press(ZHANG_KEYS).expect_heard("密码")
+    call.press(ZHANG_PIN).expect_heard("账户系统暂时无法查询")
+    call.press("1")
+    call.press(LI_KEYS).expect_heard("密码")
+    call.press(WRONG_PINS[0]).expect_heard("账户系统暂时无法查询")
+    call.hangup()
+    return call
+
+
+def with_redis_killed_in_the_middle(sim: Simulator, own: PrivateRedis) -> SimCall:
+    call = sim.call(from_=unique_caller())
+    call.press("1")
+    call.press(ZHANG_KEYS).expect_heard("密码")
+    own.kill()
+    try:
+        call.press(ZHANG_PIN).expect_heard("抱歉，系统暂时出现故障")
+        call.press("1").expect_heard("抱歉，系统暂时出现故障")  # still down
+    finally:
+        own.start()
+    call.press("1").expect_heard("请输入6位")  # back, where the call was
+    call.press(WRONG_PINS[1]).expect_heard("不正确")
+    call.press(ZHANG_PIN).expect_heard("一千二百三十四元五角六分")
+    call.hangup()
+    return call
+
+
 @dataclass(frozen=True)
 class Swept:
-    """The hotline (stopped) after the calls, where it wrote, and the calls' SIDs."""
+    """The hotlines (stopped) after the calls, where they wrote, and the calls' SIDs."""
 
     server: Server
     database_url: str
     redis_url: str
     sids: tuple[str, ...]
+    others: tuple[Server, ...] = ()  # the hotlines that ran the calls through faults
+    redis_urls: tuple[str, ...] = ()  # every Redis they used
+
+    @property
+    def logs(self) -> str:
+        """The server logs of every hotline of the sweep."""
+        return "\n".join(s.log.read_text(errors="replace") for s in (self.server, *self.others))
 
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Swept]:
-    """Run the calls against a hotline of the module's own, then stop it (its log complete)."""
+    """Run the calls against a hotline of the module's own, then through faults against two
+    more on the same database (one with its account service out of reach, one on a Redis of
+    its own that is killed in the middle of a call); then stop them (their logs complete)."""
     folder = tmp_path_factory.mktemp("privacy")
     pepper = f"privacy-pepper-{uuid.uuid4().hex}"  # no PIN failure counts shared with others
     env = {"IVR_AGENT_QUEUE": "agents", "IVR_PIN_PEPPER": pepper}
-    with fresh_database(folder) as url:
+    with fresh_database(folder) as url, private_redis(folder / "own-redis") as own:
         with serve(folder, redis_url, url, extra_env=env) as server:
             sim = Simulator(server.url, server.token)
             sids = tuple(make(sim).phone.sid for make in CALLS)
             for step, keys in enumerate((ZHANG_KEYS, LI_PIN), start=2):  # to a call never made
                 stray = {"CallSid": "CA" + uuid.uuid4().hex, "Digits": keys.rstrip("#")}
                 assert sim.post(f"/voice/in/{step}", stray).status_code == 200
-        yield Swept(server, url, redis_url, sids)
+        down = {**env, "ACCOUNTS_URL": f"http://127.0.0.1:{free_port()}"}
+        with serve(folder / "no-accounts", redis_url, url, extra_env=down) as no_accounts:
+            sim = Simulator(no_accounts.url, no_accounts.token)
+            sids += (with_the_account_service_down(sim).phone.sid,)
+        with serve(folder / "own-redis-hotline", own.url, url, extra_env=env) as on_own:
+            sim = Simulator(on_own.url, on_own.token)
+            sids += (with_redis_killed_in_the_middle(sim, own).phone.sid,)
+        yield Swept(server, url, redis_url, sids, (no_accounts, on_own), (redis_url, own.url))
 
 
 # --- where the hotline writes ------------------------------------------------------------------
@@ -220,13 +271,15 @@ def printed(swept: Swept) -> dict[str, str]:
 
 
 def test_no_pin_or_id_number_in_the_server_log(swept: Swept) -> None:
-    log = swept.server.log.read_text(errors="replace")
+    log = swept.logs
     assert log.count("POST /voice/in/") >= 15, log  # the log is where the webhooks went
+    assert "[ERROR] ivr.hotline: account service verify_pin failed" in log  # the faults ran
+    assert "[ERROR] ivr.hotline: call CA" in log and "Redis failed" in log
     assert not leaks(log)
 
 
 def test_no_pin_or_id_number_in_redis(swept: Swept) -> None:
-    dump = dict(redis_dump(swept.redis_url))
+    dump = {key: value for url in swept.redis_urls for key, value in redis_dump(url)}
     for sid in swept.sids:  # the calls' state is there to be swept
         assert any(sid in key for key in dump), f"no Redis key of call {sid}"
     found = {key: hits for key, value in dump.items() if (hits := leaks(f"{key} {value}"))}
@@ -253,6 +306,57 @@ def test_no_pin_or_id_number_in_what_ivr_calls_prints(
         assert sid in printed["calls list"]
         assert f"Call {sid}" in printed[f"calls show {sid}"]
     found = {what: hits for what, text in printed.items() if (hits := leaks(text))}
+    assert not found
+
+
+@pytest.fixture(scope="module")
+def console_pages(swept: Swept) -> dict[str, str]:
+    """Every page of the supervisor console (every GET route but static files, for every call
+    of the sweep; the CSV tables; each call's replay plan), signed in, by URL."""
+    app = create_app(Settings.from_env(dict(swept.server.env)))
+    app.config["TESTING"] = True
+    try:
+        client = signed_in_console(app)
+        values: dict[str, list[str]] = {"call_sid": list(swept.sids),
+                                        "table": ["summary", "hourly", "outcomes", "funnel",
+                                                  "ratings"]}  # fmt: skip
+        urls = ["/supervisor/calls?auth=ok", "/supervisor/calls?outcome=failed_auth",
+                "/supervisor/api/calls?auth=ok"]  # fmt: skip
+        for rule in app.url_map.iter_rules():
+            if not rule.rule.startswith("/supervisor") or rule.endpoint == "supervisor.static":
+                continue
+            if "GET" not in (rule.methods or set()) or set(rule.arguments) - set(values):
+                continue  # audio (binary) and callback messages (none were left) are not text
+            names = sorted(rule.arguments)
+            for combo in itertools.product(*(values[n] for n in names)):
+                built = rule.build(dict(zip(names, combo, strict=True)))
+                assert built is not None
+                urls.append(built[1])
+        pages = {}
+        for url in urls:
+            reply = client.get(url, follow_redirects=True)  # signed in, / leads to the calls
+            assert reply.status_code == 200, (url, reply.status_code)
+            pages[url] = reply.get_data(as_text=True)
+        for sid in swept.sids:
+            for policy in ("call", "full"):
+                plan = client.post(f"/supervisor/api/calls/{sid}/replay", data={"policy": policy})
+                assert plan.status_code == 200, plan.text
+                pages[f"replay {sid} {policy}"] = plan.get_data(as_text=True)
+        return pages
+    finally:
+        app.extensions["ivr.engine"].dispose()
+        app.extensions["ivr"].store.redis.close()
+
+
+def test_no_pin_or_id_number_on_any_page_of_the_supervisor_console(
+    swept: Swept, console_pages: dict[str, str]
+) -> None:
+    for sid in swept.sids:
+        assert sid in console_pages[f"/supervisor/calls/{sid}"]  # the pages show the calls
+    everything = "\n".join(console_pages.values())
+    assert "110***********002X" in everything and "******" in everything
+    assert "账户系统暂时无法查询" in everything and "抱歉，系统暂时出现故障" in everything  # faults
+    found = {url: hits for url, text in console_pages.items() if (hits := leaks(text))}
     assert not found
 
 

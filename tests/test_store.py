@@ -4,7 +4,10 @@ is applied once, repeated deliveries get the same reply, and wrong PINs lock an 
 from __future__ import annotations
 
 import json
+import socket
+import time
 import uuid
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -12,7 +15,7 @@ from redis.cluster import key_slot
 
 from ivr import store as store_module
 from ivr.state import CallState
-from ivr.store import ENDED_TTL, LOCK_SECONDS, MAX_FAILURES, Begun, Store
+from ivr.store import ENDED_TTL, LOCK_SECONDS, MAX_FAILURES, Begun, Limits, Store
 
 PIN = "135790"
 ZHANG = "11010519491231002X"
@@ -203,3 +206,135 @@ def test_the_failure_count_expires(store: Store, digest: str) -> None:
     store.record_failure(digest)
     (fails,) = keys_of(store.redis, digest)
     assert 0 < store.redis.ttl(fails) <= LOCK_SECONDS
+
+
+# --- the limits against PIN guessing (issue 6) ----------------------------------------------
+
+
+@pytest.fixture
+def caller() -> str:
+    return uuid.uuid4().hex * 2
+
+
+def limited(client: redis.Redis, **limits: int) -> Store:
+    return Store(client, limits=Limits(**{"window": 3600, **limits}))
+
+
+def test_calls_from_one_number_are_admitted_up_to_the_limit(
+    redis_client: redis.Redis, caller: str, digest: str
+) -> None:
+    store = limited(redis_client, caller_calls=3, caller_ids=100)
+    sids = ["CA" + uuid.uuid4().hex for _ in range(4)]
+    assert [store.admit(caller, sid, digest) for sid in sids[:3]] == ["ok"] * 3
+    assert store.admit(caller, sids[3], digest) == "calls"
+    assert store.admit(caller, sids[0], digest) == "ok", "a call already admitted goes on"
+    assert store.admit(uuid.uuid4().hex, sids[3], digest) == "ok", "per caller number"
+
+
+def test_distinct_id_numbers_from_one_number_are_admitted_up_to_the_limit(
+    redis_client: redis.Redis, caller: str
+) -> None:
+    store = limited(redis_client, caller_calls=100, caller_ids=2)
+    sid, ids = "CA" + uuid.uuid4().hex, [uuid.uuid4().hex for _ in range(3)]
+    assert store.admit(caller, sid, ids[0]) == "ok"
+    assert store.admit(caller, sid, ids[1]) == "ok"
+    assert store.admit(caller, sid, ids[2]) == "ids"
+    assert store.admit(caller, sid, ids[0]) == "ok", "one already tried is not a new one"
+    keys = keys_of(store.redis, caller)
+    assert len(keys) == 2 and all(0 < store.redis.ttl(k) <= 3600 for k in keys)
+    assert {key_slot(k) for k in keys} == {key_slot(f"caller:{caller}".encode())}
+    assert store.redis.scard(next(k for k in keys if k.endswith(b":ids"))) == 2, "bounded"
+
+
+def test_a_limit_of_zero_is_no_limit_and_counts_nothing(
+    redis_client: redis.Redis, caller: str
+) -> None:
+    store = limited(redis_client, caller_calls=0, caller_ids=0, id_checks=0)
+    for _ in range(30):
+        assert store.admit(caller, "CA" + uuid.uuid4().hex, uuid.uuid4().hex) == "ok"
+    digest = uuid.uuid4().hex
+    assert [store.gate_pin(digest) for _ in range(30)] == ["ok"] * 30
+    assert keys_of(store.redis, caller) == set() and keys_of(store.redis, digest) == set()
+
+
+def test_pin_checks_of_an_id_number_are_let_through_up_to_the_limit(
+    redis_client: redis.Redis, digest: str
+) -> None:
+    store = limited(redis_client, id_checks=3)
+    assert [store.gate_pin(digest) for _ in range(4)] == ["ok", "ok", "ok", "limited"]
+    (checks,) = keys_of(store.redis, digest)
+    assert checks.endswith(b":checks") and 0 < store.redis.ttl(checks) <= 3600
+    assert key_slot(checks) == key_slot(f"id:{digest}".encode())
+    store.unlock(digest)
+    assert store.gate_pin(digest) == "ok", "an unlock lifts the limit too"
+
+
+def test_a_locked_id_number_is_refused_before_its_checks_are_counted(
+    redis_client: redis.Redis, digest: str
+) -> None:
+    store = limited(redis_client, id_checks=3)
+    for _ in range(MAX_FAILURES):
+        store.record_failure(digest)
+    assert [store.gate_pin(digest) for _ in range(5)] == ["locked"] * 5
+    assert not [k for k in keys_of(store.redis, digest) if k.endswith(b":checks")]
+
+
+def test_abandon_drops_the_claim_and_keeps_the_state(store: Store, sid: str) -> None:
+    first = store.begin(sid, 0)
+    store.commit(sid, first.token, 0, AT_MAIN, "<r>0</r>")
+    orphan = store.begin(sid, 1)
+    assert store.begin(sid, 1).outcome == "busy"
+    store.abandon(sid)
+    again = store.begin(sid, 1)
+    assert again.outcome == "go" and again.state == AT_MAIN
+    assert not store.commit(sid, orphan.token, 1, AT_BALANCE, "<r>late</r>")
+
+
+# --- a Redis that does not answer -------------------------------------------------------
+
+
+@pytest.fixture
+def silent() -> Iterator[str]:
+    """A loopback server that accepts connections and never answers (a stalled Redis)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+
+
+def test_a_silent_redis_costs_one_timeout_then_fails_fast_for_the_cool_down(silent: str) -> None:
+    client = store_module.connect(silent, 0.2)
+    store = Store(client, cooldown=0.5)
+    try:
+        started = time.perf_counter()
+        with pytest.raises(redis.TimeoutError):
+            store.begin("CA" + uuid.uuid4().hex, 0)
+        first = time.perf_counter() - started
+        assert 0.15 < first < 0.35, f"{first:.3f} s: one timeout, not retried"
+        started = time.perf_counter()
+        for _ in range(10):
+            with pytest.raises(redis.ConnectionError):
+                store.is_locked("d" * 64)
+        assert time.perf_counter() - started < 0.05, "failing fast while it cools down"
+        time.sleep(0.55)
+        started = time.perf_counter()
+        with pytest.raises(redis.TimeoutError):
+            store.gate_pin("d" * 64)  # asked again after the cool-down
+        assert time.perf_counter() - started > 0.15
+    finally:
+        client.close()
+
+
+def test_a_refused_connection_starts_no_cool_down() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = store_module.connect(f"redis://127.0.0.1:{port}/0", 0.2)
+    store = Store(client, cooldown=60.0)
+    try:
+        for _ in range(2):
+            with pytest.raises(redis.ConnectionError) as raised:
+                store.begin("CA" + uuid.uuid4().hex, 0)
+            assert "moment ago" not in str(raised.value), "it was really asked again"
+    finally:
+        client.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
 import requests
@@ -37,9 +37,11 @@ class Simulator:
         voice_path: str = "/voice",
         status_path: str | None = "/voice/status",
         fallback_path: str | None = None,
+        session: Callable[[], requests.Session] | None = None,
         **line: Any,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.session = session  # makes each call's HTTP session (default: a plain one)
         self.auth_token = auth_token
         self.voice_path, self.status_path, self.fallback_path = (
             voice_path,
@@ -70,7 +72,8 @@ class Simulator:
         options |= self.line | line
         line_ = Line(self.url(self.voice_path), self.auth_token, from_, to, **options)
         return SimCall(
-            line_, dial_outcome=dial_outcome, queue_outcome=queue_outcome, queue_polls=queue_polls
+            line_, dial_outcome=dial_outcome, queue_outcome=queue_outcome, queue_polls=queue_polls,
+            session=self.session() if self.session else None,
         )
 
     def post(
@@ -96,8 +99,9 @@ class SimCall:
         dial_outcome: str | DialResult = "completed",
         queue_outcome: str | QueueResult = "bridged",
         queue_polls: int = 1,
+        session: requests.Session | None = None,
     ) -> None:
-        self.phone = Call(line)
+        self.phone = Call(line, session)
         self.dial_outcome = dial_outcome  # every later <Dial> ends so: a status, or DialResult
         self.queue_outcome = (
             queue_outcome  # every later <Enqueue> ends so: a result, or QueueResult

@@ -1,7 +1,9 @@
 """How the IVR reaches the account service: in-process (`LocalAccounts`) or over HTTP (`HttpAccounts`).
 
 Both raise AccountsUnavailable when the service cannot answer and NotFound for an unknown
-account; their messages carry no personal data.
+account; their messages carry no personal data. `HttpAccounts` goes through a circuit breaker
+(`breaker.py`, one per process): after repeated failures it fails fast (CircuitOpen) for a
+cool-down instead of making every caller wait out the timeout of a service that is down.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 import requests
 import sqlalchemy as sa
 
+from .breaker import CircuitBreaker
 from .errors import AccountsUnavailable, NotFound
 from .store import AccountStore
 from .types import Balance, Card, Contribution, LossReport, PinResult, Transaction
@@ -95,9 +98,13 @@ class LocalAccounts:
 class HttpAccounts:
     """The account service over its HTTP API (`services.accounts.api`)."""
 
-    def __init__(self, base_url: str, timeout: float, token: str | None = None) -> None:
+    def __init__(
+        self, base_url: str, timeout: float, token: str | None = None,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:  # fmt: skip
         self._base_url = base_url.rstrip("/")
         self._timeout = (timeout, timeout)
+        self.breaker = breaker or CircuitBreaker()
         self._session = requests.Session()
         if token:
             self._session.headers["Authorization"] = f"Bearer {token}"
@@ -108,6 +115,11 @@ class HttpAccounts:
 
     def _fetch(
         self, parse: Callable[[Any], _R], method: str, path: str, body: dict[str, str] | None = None
+    ) -> _R:
+        return self.breaker.call(lambda: self._exchange(parse, method, path, body))
+
+    def _exchange(
+        self, parse: Callable[[Any], _R], method: str, path: str, body: dict[str, str] | None
     ) -> _R:
         try:
             response = self._session.request(

@@ -2,6 +2,7 @@
 
 AccountsError
 ├── AccountsUnavailable   the service or its database is down, slow or failing
+│   └── CircuitOpen       not even asked: it failed repeatedly moments ago (breaker.py)
 ├── NotFound              no such account (or card)
 └── ImportFailed          an import file is unreadable or a record in it is invalid
 """
@@ -15,6 +16,10 @@ class AccountsError(Exception):
 
 class AccountsUnavailable(AccountsError):
     """The account service cannot answer now (down, timeout, 5xx): the IVR apologises."""
+
+
+class CircuitOpen(AccountsUnavailable):
+    """The service failed too often in a row just now: calls fail fast for a cool-down."""
 
 
 class NotFound(AccountsError):

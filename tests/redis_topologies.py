@@ -1,0 +1,124 @@
+"""Redis as it runs when one server is not enough, started on loopback for the tests: a
+3-master Redis Cluster, and a master watched by one Sentinel. Debian's redis-server and
+redis-cli; without them the tests that need these skip, unless IVR_REQUIRE_CLUSTER=1 (CI)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import pytest
+import redis
+from hotline_server import free_port
+
+SERVER = shutil.which("redis-server")
+CLI = shutil.which("redis-cli")
+
+
+def require_tools() -> None:
+    """Skip (fail in CI, IVR_REQUIRE_CLUSTER=1) when redis-server or redis-cli is missing."""
+    missing = [name for name, path in (("redis-server", SERVER), ("redis-cli", CLI)) if not path]
+    if not missing:
+        return
+    why = f"{' and '.join(missing)} not installed (Debian: apt-get install redis-server)"
+    if os.environ.get("IVR_REQUIRE_CLUSTER") == "1":
+        pytest.fail(f"IVR_REQUIRE_CLUSTER=1 but {why}")
+    pytest.skip(why)
+
+
+@contextmanager
+def _server(folder: Path, *args: str, cluster: bool = False) -> Iterator[int]:
+    """One redis-server (or Sentinel) on a free loopback port, keeping nothing on disk; yields
+    the port. A port taken between choosing and binding it (other tests) is chosen again. A
+    cluster node gets a free port for its cluster bus too (not port + 10000, which may not
+    exist)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    assert SERVER is not None
+    for attempt in range(3):
+        port = free_port()
+        bus = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+               "--cluster-port", str(free_port())] if cluster else []  # fmt: skip
+        log = open(folder / "log", "wb")  # noqa: SIM115 - closed after the process
+        process = subprocess.Popen(
+            [SERVER, *args, *bus, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
+             "--save", "", "--appendonly", "no", "--protected-mode", "no"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            try:
+                _wait(lambda: redis.Redis(port=port, socket_timeout=1).ping(), f"redis on {port}",
+                      process)  # fmt: skip
+            except RuntimeError:
+                if process.poll() is None or attempt == 2:
+                    raise
+                continue  # it exited: most likely the port was taken meanwhile
+            yield port
+            return
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            log.close()
+
+
+def _wait(check, what: str, process: subprocess.Popen[bytes] | None = None) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
+        try:
+            if check():
+                return
+        except redis.RedisError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{what}: not ready in time")
+
+
+@contextmanager
+def cluster(folder: Path, masters: int = 3) -> Iterator[list[int]]:
+    """A Redis Cluster of `masters` masters and no replicas; yields their ports."""
+    require_tools()
+    assert CLI is not None
+    with ExitStack() as stack:
+        ports = [
+            stack.enter_context(_server(folder / f"node{i}", cluster=True))
+            for i in range(masters)
+        ]  # fmt: skip
+        made = subprocess.run(
+            [CLI, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert made.returncode == 0, made.stdout + made.stderr
+        for port in ports:  # every node has heard of every slot
+            node = redis.Redis(port=port, socket_timeout=1)
+            _wait(lambda n=node: n.cluster("info")["cluster_state"] == "ok", f"cluster on {port}")
+        yield ports
+
+
+def cluster_url(ports: list[int]) -> str:
+    """REDIS_URL naming the cluster by its seed nodes."""
+    return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in ports)
+
+
+@contextmanager
+def sentinel(folder: Path, service: str = "hotline") -> Iterator[str]:
+    """A master watched by one Sentinel; yields REDIS_URL naming the master through it."""
+    require_tools()
+    with _server(folder / "master") as master:
+        conf = folder / "sentinel" / "sentinel.conf"
+        conf.parent.mkdir(parents=True)
+        conf.write_text(f"sentinel monitor {service} 127.0.0.1 {master} 1\n")
+        with _server(conf.parent, str(conf), "--sentinel") as port:
+            probe = redis.Redis(port=port, socket_timeout=1)
+            _wait(lambda: probe.sentinel_get_master_addr_by_name(service), "sentinel")
+            yield f"redis+sentinel://127.0.0.1:{port}/{service}/0"

@@ -1,7 +1,7 @@
 """Whole calls against the hotline under gunicorn, and the same load against a bare WSGI floor.
 
     .venv/bin/python bench/calls.py [--seconds 20 | --calls N] [--callers 20] [--workers 2]
-                                    [--worker-class sync,gthread,gevent] [--threads 8]
+                                    [--worker-class sync,gthread,gevent] [--threads 16]
                                     [--accounts-delay MS] [--rate N] [--no-baseline]
                                     [--client-procs 2] [--redis-url URL] [--database-url URL]
                                     [--json FILE]
@@ -68,7 +68,7 @@ import baseline  # bench/baseline.py: this script's folder is first on sys.path
 import redis
 import sqlalchemy as sa
 
-from ivr import embedded, store
+from ivr import embedded, gunicorn_conf, store
 from ivr.phone import FORM_TYPE, GEO_FIELDS, new_sid, sign
 from services.accounts.db import make_engine
 
@@ -468,8 +468,11 @@ class Watch:
         self.log = log
         # Connections of our own, made now: their setup commands fall before any snapshot.
         self.redis = store.connect(backends.redis_url, 5.0)
-        pid = _info(self.redis, "server").get("process_id")
-        self.redis_pid = pid if isinstance(pid, int) and _runs(pid, b"redis-server") else None
+        server = _info(self.redis, "server")
+        pids = server.get("process_ids", [server.get("process_id")])
+        # Redis's processes on this machine (one, or a cluster's nodes); none: it runs elsewhere
+        self.redis_pids = [p for p in pids if isinstance(p, int) and _runs(p, b"redis-server")]
+        self.own_info = len(pids)  # INFO commands one snapshot sends (one per cluster node)
         self.database = backends.database
         self.postgres = make_engine(self.database.watch_url) if self.database.watch_url else None
 
@@ -484,7 +487,7 @@ class Watch:
         writes = info.get("total_writes_processed")
         return Snapshot(
             gunicorn=_ticks(pids),
-            redis_ticks=_proc_ticks(self.redis_pid) if self.redis_pid else None,
+            redis_ticks=_sum_ticks(self.redis_pids),
             redis=RedisCounters(commands, int(writes) if writes is not None else None),
             postgres=None if self.postgres is None else _ticks(self._backends(), b"postgres"),
             machine=_machine_ticks(),
@@ -504,14 +507,23 @@ class Watch:
             self.postgres.dispose()
 
 
+def _sum_ticks(pids: Sequence[int]) -> int | None:
+    """CPU ticks of Redis's processes together; None when none runs on this machine."""
+    return sum(_proc_ticks(pid) or 0 for pid in pids) if pids else None
+
+
 def _info(client: redis.Redis, section: str) -> dict[str, Any]:
-    """INFO of the Redis server; of a cluster, its nodes' counters added up (no process id)."""
-    info: dict[str, Any] = client.info(section)
-    nodes = [v for v in info.values() if isinstance(v, dict) and "redis_version" in v]
-    if not nodes:
-        return info
-    summed: dict[str, Any] = {}
+    """INFO of the Redis server; of a Redis Cluster, of every node, the counters added up and
+    the nodes' process ids in `process_ids`."""
+    if not hasattr(client, "get_nodes"):  # one server
+        return dict(client.info(section))
+    from redis.cluster import RedisCluster
+
+    info = client.info(section, target_nodes=RedisCluster.ALL_NODES)  # type: ignore[call-arg]
+    nodes = [v for v in info.values() if isinstance(v, dict)]
+    summed: dict[str, Any] = {"process_ids": [node.get("process_id") for node in nodes]}
     for node in nodes:
+        summed.setdefault("redis_version", node.get("redis_version"))
         for key, value in node.items():
             if key.startswith("cmdstat_"):
                 calls = summed.setdefault(key, {"calls": 0})
@@ -674,7 +686,7 @@ def run_phase(
         warmup.add(report.warmup)
     window = seconds if calls is None else finished - t0
     in_window = [i for i, end in enumerate(tally.ends) if end <= t0 + window]
-    redis_delta = _redis_delta(before.redis, after.redis)
+    redis_delta = _redis_delta(before.redis, after.redis, watch.own_info)
     return Phase(
         name=name,
         callers=opts.callers,
@@ -740,17 +752,17 @@ def _report(
 
 
 def _redis_delta(
-    before: RedisCounters, after: RedisCounters
+    before: RedisCounters, after: RedisCounters, own_info: int = OWN_INFO_CALLS
 ) -> tuple[int | None, int, dict[str, int]]:
     """(round trips, commands, commands by name) between two readings, our INFO taken out."""
     by_command = {
         name: calls - before.commands.get(name, 0) for name, calls in after.commands.items()
     }
-    by_command["info"] = by_command.get("info", 0) - OWN_INFO_CALLS
+    by_command["info"] = by_command.get("info", 0) - own_info
     by_command = {name: n for name, n in sorted(by_command.items()) if n}
     trips = None
     if after.writes is not None and before.writes is not None:
-        trips = after.writes - before.writes - OWN_INFO_CALLS
+        trips = after.writes - before.writes - own_info
     return trips, sum(by_command.values()), by_command
 
 
@@ -1033,12 +1045,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
     parser.add_argument(
         "--worker-class",
-        default="sync",
+        default=gunicorn_conf.worker_class,
         help="gunicorn worker class, or several separated by commas to compare them in one "
-        "run: sync, gthread, gthread:THREADS, gevent (default sync)",
+        "run: sync, gthread, gthread:THREADS, gevent (default: ivr/gunicorn_conf.py's, "
+        f"{gunicorn_conf.worker_class})",
     )
     parser.add_argument(
-        "--threads", type=int, default=8, help="threads per gthread worker (default 8)"
+        "--threads",
+        type=int,
+        default=gunicorn_conf.threads,
+        help="threads per gthread worker (default: ivr/gunicorn_conf.py's, "
+        f"{gunicorn_conf.threads})",
     )
     parser.add_argument(
         "--accounts-delay",
@@ -1191,7 +1208,7 @@ def _code_version() -> str:
 def _environment(backends: Backends) -> dict[str, Any]:
     client = store.connect(backends.redis_url, 5.0)
     try:
-        redis_version = _info(client, "server").get("redis_version", "cluster")
+        redis_version = _info(client, "server").get("redis_version")
     finally:
         client.close()
     gunicorn_version = subprocess.run(

@@ -11,6 +11,6 @@ of workers is gunicorn's own default, WEB_CONCURRENCY (one or two per core).
 """
 
 worker_class = "gthread"
-threads = 8  # per worker: webhooks in flight while others wait on the account service
+threads = 16  # per worker: webhooks in flight while others wait on the account service
 timeout = 30  # seconds a worker may be silent before gunicorn replaces it
 keepalive = 5  # seconds an idle client connection (a load balancer's) is kept open

@@ -73,7 +73,7 @@ class Metrics:
         registry = self.registry
         if registry is None:
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry, path=self.folder)
+            multiprocess.MultiProcessCollector(registry, path=self.folder)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
 
 

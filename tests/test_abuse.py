@@ -305,6 +305,16 @@ def test_a_call_sid_reused_after_its_call_ended_starts_no_new_call(app: Flask) -
     assert kinds.count("start") == 1 and kinds.count("end") == 1, kinds
 
 
+@pytest.mark.parametrize("sid", ["../../etc/passwd", "CA{x}", "a b", "CA\x07", "C" * 65, "中文"])
+def test_a_call_sid_not_shaped_like_one_is_no_call_and_leaves_no_trace(
+    app: Flask, sid: str
+) -> None:
+    reply = post(app.test_client(), "/voice", {**new_call(), "CallSid": sid})
+    assert_twiml(reply)
+    assert APOLOGY in reply.text
+    assert traces(app, sid[:64]) == (0, 0)
+
+
 def test_over_http_garbage_gets_twiml_and_unsigned_garbage_a_403(sim: Simulator) -> None:
     call = sim.call(from_=unique_caller())
     sid = call.phone.sid

@@ -13,6 +13,7 @@ servers run with the production gunicorn settings (ivr/gunicorn_conf.py: threade
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -22,12 +23,10 @@ from urllib.parse import parse_qs
 
 import pytest
 import redis
-import requests
 import redis_topologies
+import requests
 from conftest import fresh_database
 from hotline_server import Server, serve
-from twilio_sim import Simulator
-
 from test_calls import (  # noqa: F401 - collected here again, against this module's servers
     test_a_repeated_webhook_gets_the_same_reply_and_counts_one_pin,
     test_balance_and_transactions_in_mandarin,
@@ -38,6 +37,7 @@ from test_calls import (  # noqa: F401 - collected here again, against this modu
     test_wrong_pins_lock_the_id_across_calls_until_unlocked,
     test_zero_goes_to_the_agent_queue_then_asks_for_a_rating,
 )
+from twilio_sim import Simulator
 
 PUBLIC = "http://hotline.example"  # the balancer's address: what Twilio calls and signs
 SHARED = {"IVR_AGENT_QUEUE": "agents", "SECRET_KEY": "scale-out-test-secret-key"}
@@ -101,8 +101,8 @@ def topology(
         servers = []
         for i in range(2 if name == "two instances" else 1):  # each its own instance folder
             (folder / f"web{i}").mkdir()
-            servers.append(stack.enter_context(serve(folder / f"web{i}", redis_url, database,
-                                                     extra_env=env, options=PRODUCTION)))  # fmt: skip
+            web = serve(folder / f"web{i}", redis_url, database, extra_env=env, options=PRODUCTION)
+            servers.append(stack.enter_context(web))
         yield Topology(name, servers, redis_url, ports)
 
 
@@ -144,3 +144,63 @@ def test_the_calls_really_ran_on_the_topology(topology: Topology) -> None:
             assert client.exists(f"ivr:{{{call.phone.sid}}}") == 1
         finally:
             client.close()
+
+
+def test_console_sessions_and_sign_in_throttles_work_on_the_topology(topology: Topology) -> None:
+    """The supervisor console's Redis use (a transaction on one session key, a pipeline over
+    two throttle keys in different slots, scripts) through the same client as the hotline's."""
+    from ivr import store
+    from ivr.supervisor.store import ConsoleStore, Limits
+
+    client = store.connect(topology.redis_url, 2.0)
+    try:
+        console = ConsoleStore(client, limits=Limits(per_user=2, per_ip=50, window=60))
+        session_id = console.open_session(7, 1, "zhang")
+        found = console.session(session_id)
+        assert found is not None and (found.supervisor_id, found.username) == (7, "zhang")
+        console.close_session(session_id)
+        assert console.session(session_id) is None
+        user = f"user-{uuid.uuid4().hex[:8]}"
+        assert console.blocked_for(user, "10.0.0.1") == 0
+        console.record_failure(user, "10.0.0.1")
+        console.record_failure(user, "10.0.0.1")
+        assert 0 < console.blocked_for(user, "10.0.0.1") <= 60
+        console.clear_failures(user)
+        assert console.blocked_for(user, "10.0.0.1") == 0
+    finally:
+        client.close()
+
+
+def test_redis_urls_that_cannot_name_a_cluster_or_sentinel_master_are_refused() -> None:
+    from ivr import store
+
+    for url in ("redis+cluster://127.0.0.1:7000/3", "redis+cluster://127.0.0.1:x",
+                "redis+sentinel://127.0.0.1:26379", "redis+sentinel://127.0.0.1:26379/svc/x"):
+        with pytest.raises(ValueError, match="REDIS_URL"):
+            store.connect(url, 0.2)
+
+
+def test_a_cluster_out_of_reach_at_start_gets_the_apology_not_a_dead_worker(
+    tmp_path: Path, database_url: str
+) -> None:
+    """RedisCluster reads the slot map as it is made: the hotline must still start (and answer
+    with the apology) while the cluster does not answer."""
+    from hotline_server import free_port
+
+    from ivr import create_app
+    from ivr.config import Settings
+    from ivr.phone import sign
+
+    url = f"redis+cluster://127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
+    app = create_app(Settings.from_env({
+        "IVR_INSTANCE_PATH": str(tmp_path), "TWILIO_AUTH_TOKEN": "t", "REDIS_URL": url,
+        "DATABASE_URL": database_url, "IVR_REDIS_COOLDOWN": "0",
+    }))  # fmt: skip
+    client = app.test_client()
+    health = client.get("/healthz")
+    assert health.status_code == 503 and health.json["redis"] == "ConnectionError"
+    params = {"CallSid": "CA" + uuid.uuid4().hex, "From": "+8613800138000", "To": "+8612333"}
+    reply = client.post("/voice", data=params, headers={
+        "X-Twilio-Signature": sign("t", "http://localhost/voice", params)})  # fmt: skip
+    assert reply.status_code == 200 and "technical problem" in reply.text
+    app.extensions["ivr.engine"].dispose()

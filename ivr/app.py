@@ -11,7 +11,7 @@ from twilio.request_validator import RequestValidator
 
 from services.accounts.breaker import CircuitBreaker
 from services.accounts.client import AccountsClient, HttpAccounts, LocalAccounts
-from services.accounts.db import make_engine
+from services.accounts.db import create_tables, make_engine
 from services.accounts.store import AccountStore
 
 from . import calllog, catalog, embedded, hours, menu, metrics, store, supervisor, twiml, voice
@@ -96,14 +96,11 @@ def _limits(settings: Settings) -> store.Limits:
 def _create_schema(create: Any) -> None:
     """Create tables (a second worker racing the first just finds them made). A database that
     does not answer does not stop the hotline: callers hear apologies until it is back."""
-    for attempt in (1, 2):
-        try:
-            create()
-            return
-        except sa.exc.SQLAlchemyError as exc:
-            if attempt == 2:
-                log.error("could not create the database tables (%s); is DATABASE_URL right "
-                          "and the database up?", type(exc).__name__)  # fmt: skip
+    try:
+        create_tables(create)
+    except sa.exc.SQLAlchemyError as exc:
+        log.error("could not create the database tables (%s); is DATABASE_URL right "
+                  "and the database up?", type(exc).__name__)  # fmt: skip
 
 
 def _caller_key(pepper: str) -> Any:
@@ -150,12 +147,12 @@ def _healthz() -> Response:
     checks = {"redis": "ok", "database": "ok"}
     try:
         hotline.store.redis.ping()
-    except Exception as exc:  # noqa: BLE001 - any failure is "down" here
+    except Exception as exc:
         checks["redis"] = type(exc).__name__
     try:
         with current_app.extensions["ivr.engine"].connect() as conn:
             conn.execute(sa.text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         checks["database"] = type(exc).__name__
     healthy = all(v == "ok" for v in checks.values())
     response = jsonify(status="ok" if healthy else "degraded", **checks)

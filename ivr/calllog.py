@@ -115,7 +115,7 @@ class CallLog:
                 summary["last_node"] = entry.data.get("node", "")
             elif entry.kind == "auth":
                 summary["auth"] = entry.data.get("result", "")
-            elif outcome := _OUTCOMES.get(entry.kind):  # once transferred, a later goodbye does not undo it
+            elif outcome := _OUTCOMES.get(entry.kind):  # a later goodbye does not undo a transfer
                 summary["outcome"] = sa.case(
                     (calls.c.outcome == "transferred", calls.c.outcome),
                     else_=sa.literal(outcome),
@@ -123,9 +123,16 @@ class CallLog:
             if entry.kind == "transfer_ended" and entry.data.get("status") not in _TALKED:
                 summary["outcome"] = "transfer_failed"  # nobody answered: not a transfer after all
         with self.engine.begin() as conn:
-            conn.execute(events.insert(), [_row(call_sid, e) for e in entries])
-            if summary:
+            known = conn.execute(
+                calls.update().where(calls.c.call_sid == call_sid).values(**summary)
+            ).rowcount if summary else 1  # fmt: skip
+            if not known:  # the call's start was never written (the database was down then):
+                row = {"call_sid": call_sid, "started_at": _utc(entries[0].at), "caller": ""}
+                conn.execute(calls.insert().values(**row))  # keep its timeline whole from here
+                start = Entry(entries[0].at, "start", {"caller": "", "note": "start not recorded"})
+                conn.execute(events.insert().values(**_row(call_sid, start)))
                 conn.execute(calls.update().where(calls.c.call_sid == call_sid).values(**summary))
+            conn.execute(events.insert(), [_row(call_sid, e) for e in entries])
 
     def note(self, call_sid: str, entries: Sequence[Entry]) -> bool:
         """Add entries to the timeline of a call the log has (an apology heard); entries for a

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 import uuid
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from hotline_server import Server, serve
-from twilio_sim import Simulator
 import redis
 import sqlalchemy as sa
+from hotline_server import Server, serve
+from twilio_sim import Simulator
 
 
 def _normalise(url: str) -> str:

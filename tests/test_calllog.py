@@ -209,3 +209,19 @@ def test_the_log_survives_a_new_engine(database_url: str, log: CallLog, sid: str
     finally:
         other.dispose()
     assert record is not None and record.last_node == "main"
+
+
+def test_entries_for_a_call_whose_start_was_lost_still_make_a_whole_timeline(
+    database_url: str,
+) -> None:
+    engine = make_engine(database_url)
+    try:
+        log = CallLog(engine)
+        log.create_schema()
+        at = datetime.datetime(2026, 11, 23, 8, 0, tzinfo=datetime.UTC)
+        log.append("CAlost", [Entry(at, "menu", {"node": "main"})], "cmn-CN")
+        record = log.get("CAlost")
+        assert record is not None and record.last_node == "main"
+        assert [e.kind for e in record.timeline] == ["start", "menu"]
+    finally:
+        engine.dispose()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
 import requests
 from defusedxml.ElementTree import fromstring
 from hotline_server import Server

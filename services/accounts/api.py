@@ -16,12 +16,11 @@ import logging
 import traceback
 from typing import Any
 
-import sqlalchemy as sa
 from flask import Blueprint, Flask, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from .client import LocalAccounts
-from .db import make_engine
+from .db import create_tables, make_engine
 from .errors import AccountsUnavailable, NotFound
 from .store import AccountStore
 
@@ -133,10 +132,7 @@ def create_app(store: AccountStore | None = None, token: str | None = None) -> F
 
         settings = Settings.from_env()
         store = AccountStore(make_engine(settings.database_url), settings.pin_pepper)
-        try:
-            store.create_schema()
-        except sa.exc.SQLAlchemyError:  # another worker created the tables at the same moment
-            store.create_schema()
+        create_tables(store.create_schema)  # other workers may be creating them too
         token = token or settings.accounts_token
     app = Flask(__name__)
     app.config.update(ACCOUNTS_TOKEN=token or None, MAX_CONTENT_LENGTH=4096)

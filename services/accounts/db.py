@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,3 +36,16 @@ def make_engine(url: str) -> sa.Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def create_tables(create: Callable[[], None], attempts: int = 4) -> None:
+    """Run `create` (a `create_all`), retrying while other processes do the same at the same
+    moment (SQLite: "database is locked"; both: "already exists"); raise the last error."""
+    for attempt in range(1, attempts + 1):
+        try:
+            create()
+            return
+        except sa.exc.SQLAlchemyError:
+            if attempt == attempts:
+                raise
+            time.sleep(0.2 * attempt)

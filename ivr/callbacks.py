@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from services.accounts.models import UtcDateTime
+
 from .calllog import metadata
 
 callback_requests = sa.Table(
@@ -18,14 +20,14 @@ callback_requests = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("call_sid", sa.String(64), nullable=False, index=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False, index=True),
     sa.Column("caller", sa.String(32), nullable=False),
     sa.Column("id_masked", sa.String(32), nullable=True),
     sa.Column("lang", sa.String(8), nullable=False),
     sa.Column("recording_url", sa.String(500), nullable=False),
     sa.Column("duration", sa.Integer, nullable=False),
     sa.Column("status", sa.String(8), nullable=False, default="open", index=True),
-    sa.Column("done_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("done_at", UtcDateTime(), nullable=True),
     sa.Column("done_by", sa.String(64), nullable=True),
 )
 
@@ -75,8 +77,7 @@ class Callbacks:
             query = query.where(callback_requests.c.status == "open")
         with self.engine.connect() as conn:
             rows = conn.execute(query.limit(limit)).mappings().all()
-        return [CallbackRequest(**{**row, "created_at": _aware(row["created_at"]),
-                                   "done_at": _aware(row["done_at"])}) for row in rows]  # fmt: skip
+        return [CallbackRequest(**row) for row in rows]
 
     def mark_done(self, request_id: int, by: str, at: datetime.datetime) -> bool:
         """Mark a request called back; False if there is no such open request."""
@@ -87,9 +88,3 @@ class Callbacks:
                 .values(status="done", done_at=at.astimezone(datetime.UTC), done_by=by)
             )
             return done.rowcount == 1
-
-
-def _aware(moment: datetime.datetime | None) -> datetime.datetime | None:
-    if moment is None or moment.tzinfo:
-        return moment
-    return moment.replace(tzinfo=datetime.UTC)

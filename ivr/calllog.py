@@ -15,13 +15,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from services.accounts.models import UtcDateTime
+
 metadata = sa.MetaData()
 
 calls = sa.Table(
     "call_log_calls",
     metadata,
     sa.Column("call_sid", sa.String(64), primary_key=True),
-    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("started_at", UtcDateTime(), nullable=False, index=True),
     sa.Column("caller", sa.String(32), nullable=False, default=""),
     sa.Column("caller_key", sa.String(64), nullable=False, default="", index=True),
     sa.Column("lang", sa.String(8), nullable=False, default="cmn-CN"),
@@ -30,7 +32,7 @@ calls = sa.Table(
     sa.Column("outcome", sa.String(32), nullable=False, default="in-progress"),
     sa.Column("status", sa.String(16), nullable=False, default=""),
     sa.Column("duration", sa.Integer, nullable=True),
-    sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("ended_at", UtcDateTime(), nullable=True),
 )
 
 events = sa.Table(
@@ -38,7 +40,7 @@ events = sa.Table(
     metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
     sa.Column("call_sid", sa.String(64), nullable=False, index=True),
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("data", sa.JSON, nullable=False),
 )
@@ -94,7 +96,6 @@ class CallLog:
 
     def start(self, call_sid: str, caller: str, at: datetime.datetime) -> None:
         """A call came in: its row, with the caller's number masked."""
-        at = _utc(at)
         key = self._caller_key(caller) if self._caller_key else ""
         row = {"call_sid": call_sid, "started_at": at, "caller": mask_number(caller)}
         with self.engine.begin() as conn:
@@ -127,7 +128,7 @@ class CallLog:
                 calls.update().where(calls.c.call_sid == call_sid).values(**summary)
             ).rowcount if summary else 1  # fmt: skip
             if not known:  # the call's start was never written (the database was down then):
-                row = {"call_sid": call_sid, "started_at": _utc(entries[0].at), "caller": ""}
+                row = {"call_sid": call_sid, "started_at": entries[0].at, "caller": ""}
                 conn.execute(calls.insert().values(**row))  # keep its timeline whole from here
                 start = Entry(entries[0].at, "start", {"caller": "", "note": "start not recorded"})
                 conn.execute(events.insert().values(**_row(call_sid, start)))
@@ -148,7 +149,6 @@ class CallLog:
 
     def end(self, call_sid: str, status: str, duration: int | None, at: datetime.datetime) -> bool:
         """The call's final status arrived; False if it had already ended (a repeat)."""
-        at = _utc(at)
         with self.engine.begin() as conn:
             done = conn.execute(
                 calls.update()
@@ -177,7 +177,7 @@ class CallLog:
             timeline = conn.execute(
                 events.select().where(events.c.call_sid == call_sid).order_by(events.c.id)
             ).mappings()
-            entries = tuple(Entry(_aware(e["at"]), e["kind"], dict(e["data"])) for e in timeline)
+            entries = tuple(Entry(e["at"], e["kind"], dict(e["data"])) for e in timeline)
         return _record(found, entries)
 
 
@@ -190,23 +190,13 @@ def _final(status: str) -> sa.ColumnElement[str]:
 
 
 def _row(call_sid: str, entry: Entry) -> dict[str, Any]:
-    return {"call_sid": call_sid, "at": _utc(entry.at), "kind": entry.kind, "data": entry.data}
-
-
-def _utc(moment: datetime.datetime) -> datetime.datetime:
-    """Times are written in UTC: SQLite keeps no offset, and `_aware` reads them back as UTC."""
-    return moment.astimezone(datetime.UTC) if moment.tzinfo else moment
-
-
-def _aware(moment: datetime.datetime) -> datetime.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+    return {"call_sid": call_sid, "at": entry.at, "kind": entry.kind, "data": entry.data}
 
 
 def _record(row: Any, timeline: Iterable[Entry] = ()) -> CallRecord:
-    ended = row["ended_at"]
     return CallRecord(
         call_sid=row["call_sid"],
-        started_at=_aware(row["started_at"]),
+        started_at=row["started_at"],
         caller=row["caller"],
         lang=row["lang"],
         last_node=row["last_node"],
@@ -214,6 +204,6 @@ def _record(row: Any, timeline: Iterable[Entry] = ()) -> CallRecord:
         outcome=row["outcome"],
         status=row["status"],
         duration=row["duration"],
-        ended_at=_aware(ended) if ended else None,
+        ended_at=row["ended_at"],
         timeline=tuple(timeline),
     )

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from services.accounts.models import UtcDateTime
+
 metadata = sa.MetaData()
 
 supervisors = sa.Table(
@@ -24,8 +26,8 @@ supervisors = sa.Table(
     sa.Column("username", sa.String(64), nullable=False, unique=True),
     sa.Column("password_hash", sa.String(256), nullable=False),
     sa.Column("session_version", sa.Integer, nullable=False, default=1),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("last_login_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("last_login_at", UtcDateTime(), nullable=True),
 )
 
 USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
@@ -178,19 +180,14 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def _aware(moment: datetime.datetime | None) -> datetime.datetime | None:
-    if moment is None:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
-
 
 def _supervisor(row: sa.RowMapping) -> Supervisor:
-    created = _aware(row["created_at"])
+    created = row["created_at"]
     assert created is not None
     return Supervisor(
         id=row["id"],
         username=row["username"],
         session_version=row["session_version"],
         created_at=created,
-        last_login_at=_aware(row["last_login_at"]),
+        last_login_at=row["last_login_at"],
     )

@@ -11,13 +11,15 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from services.accounts.models import UtcDateTime
+
 metadata = sa.MetaData()
 
 audit = sa.Table(
     "supervisor_audit",
     metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("at", UtcDateTime(), nullable=False, index=True),
     sa.Column("username", sa.String(64), nullable=False, index=True),
     sa.Column("action", sa.String(32), nullable=False),
     sa.Column("call_sid", sa.String(64), nullable=False, default="", index=True),

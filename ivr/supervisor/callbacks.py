@@ -139,14 +139,9 @@ class StoredCallbacks:
         return None
 
 
-def _aware(moment: datetime.datetime | None) -> datetime.datetime | None:
-    if moment is None or moment.tzinfo:
-        return moment
-    return moment.replace(tzinfo=datetime.UTC)
-
 
 def _request(row: sa.RowMapping) -> CallbackRequest:
-    created = _aware(row["created_at"])
+    created = row["created_at"]
     assert created is not None
     return CallbackRequest(
         id=row["id"],
@@ -157,6 +152,6 @@ def _request(row: sa.RowMapping) -> CallbackRequest:
         lang=row["lang"],
         duration=row["duration"],
         recording_url=row["recording_url"] or None,
-        done_at=_aware(row["done_at"]),
+        done_at=row["done_at"],
         done_by=row["done_by"],
     )

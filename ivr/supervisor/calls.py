@@ -223,14 +223,11 @@ def _date(value: str, name: str, problems: list[str]) -> datetime.date | None:
         return None
 
 
-def _aware(moment: datetime.datetime) -> datetime.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
-
 
 def _row(row: sa.RowMapping) -> CallRow:
     return CallRow(
         call_sid=row["call_sid"],
-        started_at=_aware(row["started_at"]),
+        started_at=row["started_at"],
         caller=row["caller"],
         lang=row["lang"],
         last_node=row["last_node"],

@@ -2,7 +2,8 @@
 
 Entries arrive already redacted (the engine masks ID numbers and PINs when it
 makes them); this module also masks the caller's number before it is written.
-Each webhook's entries are written in one transaction, with the call's summary
+Writes (a call started, a webhook's entries, a note, the call's end) are applied
+in order, many in one transaction (see `ivr.groupcommit`), with the call's summary
 row (last menu, authentication result, outcome) kept up to date beside them.
 """
 
@@ -67,6 +68,45 @@ class Entry:
 
 
 @dataclass(frozen=True, slots=True)
+class Started:
+    """A call came in (from `caller`, masked when written)."""
+
+    call_sid: str
+    caller: str
+    at: datetime.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """A webhook's entries, and the call's language after it."""
+
+    call_sid: str
+    entries: tuple[Entry, ...]
+    lang: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Noted:
+    """Entries for a call only if the log knows it (an apology heard)."""
+
+    call_sid: str
+    entries: tuple[Entry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """The call's final status (the first one counts)."""
+
+    call_sid: str
+    status: str
+    duration: int | None
+    at: datetime.datetime
+
+
+Write = Started | Appended | Noted | Ended
+
+
+@dataclass(frozen=True, slots=True)
 class CallRecord:
     """A call's summary row and, when asked for, its timeline."""
 
@@ -96,70 +136,95 @@ class CallLog:
 
     def start(self, call_sid: str, caller: str, at: datetime.datetime) -> None:
         """A call came in: its row, with the caller's number masked."""
-        key = self._caller_key(caller) if self._caller_key else ""
-        row = {"call_sid": call_sid, "started_at": at, "caller": mask_number(caller)}
-        with self.engine.begin() as conn:
-            exists = conn.execute(sa.select(calls.c.call_sid).where(calls.c.call_sid == call_sid))
-            if exists.first() is None:
-                conn.execute(calls.insert().values(**row, caller_key=key))
-                conn.execute(events.insert().values(
-                    call_sid=call_sid, at=at, kind="start", data={"caller": row["caller"]}
-                ))  # fmt: skip
+        self.write([Started(call_sid, caller, at)])
 
     def append(self, call_sid: str, entries: Sequence[Entry], lang: str | None = None) -> None:
         """Add entries to a call's timeline and bring its summary up to date."""
-        if not entries:
-            return
-        summary: dict[str, Any] = {} if lang is None else {"lang": lang}
-        for entry in entries:
-            if entry.kind == "menu":
-                summary["last_node"] = entry.data.get("node", "")
-            elif entry.kind == "auth":
-                summary["auth"] = entry.data.get("result", "")
-            elif outcome := _OUTCOMES.get(entry.kind):  # a later goodbye does not undo a transfer
-                summary["outcome"] = sa.case(
-                    (calls.c.outcome == "transferred", calls.c.outcome),
-                    else_=sa.literal(outcome),
-                )
-            if entry.kind == "transfer_ended" and entry.data.get("status") not in _TALKED:
-                summary["outcome"] = "transfer_failed"  # nobody answered: not a transfer after all
-        with self.engine.begin() as conn:
-            known = conn.execute(
-                calls.update().where(calls.c.call_sid == call_sid).values(**summary)
-            ).rowcount if summary else 1  # fmt: skip
-            if not known:  # the call's start was never written (the database was down then):
-                row = {"call_sid": call_sid, "started_at": entries[0].at, "caller": ""}
-                conn.execute(calls.insert().values(**row))  # keep its timeline whole from here
-                start = Entry(entries[0].at, "start", {"caller": "", "note": "start not recorded"})
-                conn.execute(events.insert().values(**_row(call_sid, start)))
-                conn.execute(calls.update().where(calls.c.call_sid == call_sid).values(**summary))
-            conn.execute(events.insert(), [_row(call_sid, e) for e in entries])
+        self.write([Appended(call_sid, tuple(entries), lang)])
 
     def note(self, call_sid: str, entries: Sequence[Entry]) -> bool:
         """Add entries to the timeline of a call the log has (an apology heard); entries for a
         call it does not know are dropped (a webhook naming no real call). True if added."""
-        if not entries:
-            return False
-        with self.engine.begin() as conn:
-            known = conn.execute(sa.select(calls.c.call_sid).where(calls.c.call_sid == call_sid))
-            if known.first() is None:
-                return False
-            conn.execute(events.insert(), [_row(call_sid, e) for e in entries])
-            return True
+        return self.write([Noted(call_sid, tuple(entries))])[0]
 
     def end(self, call_sid: str, status: str, duration: int | None, at: datetime.datetime) -> bool:
         """The call's final status arrived; False if it had already ended (a repeat)."""
+        return self.write([Ended(call_sid, status, duration, at)])[0]
+
+    def write(self, writes: Sequence[Write]) -> list[bool]:
+        """Apply writes in order, in one transaction; for each, whether it changed the log.
+
+        Built for many writes at once (a group commit): one query finds which of their calls
+        the log has; new call rows, summary updates and timeline entries each go in one
+        statement for the lot (statements built once, run with many parameter sets, in the
+        writes' order). A call's end is applied alone, so that of two ends racing for one
+        call exactly one is written."""
+        timeline: list[dict[str, Any]] = []
+        new: list[dict[str, Any]] = []
+        summaries: list[dict[str, Any]] = []
+        done: list[bool] = []
         with self.engine.begin() as conn:
-            done = conn.execute(
-                calls.update()
-                .where(calls.c.call_sid == call_sid, calls.c.ended_at.is_(None))
-                .values(status=status, duration=duration, ended_at=at, outcome=_final(status))
-            )
-            if done.rowcount == 0:
-                return False
-            data = {"status": status, "duration": duration}
-            conn.execute(events.insert().values(call_sid=call_sid, at=at, kind="end", data=data))
-            return True
+            sids = sorted({write.call_sid for write in writes})
+            known = set(conn.scalars(_KNOWN, {"sids": sids}))
+
+            def flush() -> None:  # what is pending, in order, before a write that reads it
+                if new:
+                    conn.execute(calls.insert(), new)
+                    new.clear()
+                if summaries:
+                    conn.execute(_SUMMARY, summaries)
+                    summaries.clear()
+
+            for write in writes:
+                sid = write.call_sid
+                if isinstance(write, Ended):
+                    flush()
+                    done.append(self._end(conn, write, timeline))
+                    continue
+                if isinstance(write, Noted):
+                    done.append(sid in known and bool(write.entries))
+                    if done[-1]:
+                        timeline.extend(_row(sid, e) for e in write.entries)
+                    continue
+                if isinstance(write, Started):
+                    done.append(sid not in known)
+                    if done[-1]:
+                        known.add(sid)
+                        new.append(self._call_row(sid, write.caller, write.at))
+                        masked = new[-1]["caller"]
+                        timeline.append(_row(sid, Entry(write.at, "start", {"caller": masked})))
+                    continue
+                done.append(bool(write.entries))
+                if not write.entries:
+                    continue
+                if sid not in known:  # the call's start was never written (the database was
+                    known.add(sid)  # down then): keep its timeline whole from here
+                    at = write.entries[0].at
+                    new.append({"call_sid": sid, "started_at": at, "caller": "", "caller_key": ""})
+                    note = {"caller": "", "note": "start not recorded"}
+                    timeline.append(_row(sid, Entry(at, "start", note)))
+                summaries.append(_summary(sid, write))
+                timeline.extend(_row(sid, e) for e in write.entries)
+            flush()
+            if timeline:
+                conn.execute(events.insert(), timeline)
+        return done
+
+    def _call_row(self, call_sid: str, caller: str, at: datetime.datetime) -> dict[str, Any]:
+        key = self._caller_key(caller) if self._caller_key else ""
+        return {"call_sid": call_sid, "started_at": at, "caller": mask_number(caller),
+                "caller_key": key}  # fmt: skip
+
+    def _end(self, conn: sa.Connection, write: Ended, timeline: list[dict[str, Any]]) -> bool:
+        final = "abandoned" if write.status == "completed" else write.status
+        done = conn.execute(_END, {"b_sid": write.call_sid, "b_status": write.status,
+                                   "b_duration": write.duration, "b_at": write.at,
+                                   "b_final": final})  # fmt: skip
+        if done.rowcount == 0:
+            return False
+        data = {"status": write.status, "duration": write.duration}
+        timeline.append(_row(write.call_sid, Entry(write.at, "end", data)))
+        return True
 
     def recent(self, limit: int = 20, offset: int = 0) -> list[CallRecord]:
         """The newest calls first."""
@@ -181,12 +246,59 @@ class CallLog:
         return _record(found, entries)
 
 
-def _final(status: str) -> sa.ColumnElement[str]:
-    """The outcome once the call ended: transferred and completed stay, anything else is abandoned."""
-    return sa.case(
-        (calls.c.outcome.in_(("transferred", "completed")), calls.c.outcome),
-        else_=sa.literal("abandoned" if status == "completed" else status),
+def _summary(call_sid: str, write: Appended) -> dict[str, Any]:
+    """The parameters of _SUMMARY for one webhook's entries (None: leave as it is)."""
+    params: dict[str, Any] = {"b_sid": call_sid, "b_lang": write.lang, "b_node": None,
+                              "b_auth": None, "b_outcome": None, "b_sticky": False}  # fmt: skip
+    for entry in write.entries:
+        if entry.kind == "menu":
+            params["b_node"] = entry.data.get("node", "")
+        elif entry.kind == "auth":
+            params["b_auth"] = entry.data.get("result", "")
+        elif outcome := _OUTCOMES.get(entry.kind):  # a later goodbye does not undo a transfer
+            params["b_outcome"], params["b_sticky"] = outcome, True
+        if entry.kind == "transfer_ended" and entry.data.get("status") not in _TALKED:
+            params["b_outcome"], params["b_sticky"] = "transfer_failed", False  # nobody answered
+    return params
+
+
+def _param(name: str, kind: Any = sa.String) -> sa.BindParameter[Any]:
+    return sa.bindparam(name, type_=kind)
+
+
+c = calls.c
+_KNOWN = sa.select(c.call_sid).where(c.call_sid.in_(sa.bindparam("sids", expanding=True)))
+# A webhook's summary: each value given replaces the row's; a "sticky" outcome (completed)
+# does not replace "transferred" (a goodbye after a transfer leaves it a transfer).
+_SUMMARY = (
+    calls.update()
+    .where(c.call_sid == _param("b_sid"))
+    .values(
+        lang=sa.func.coalesce(_param("b_lang"), c.lang),
+        last_node=sa.func.coalesce(_param("b_node"), c.last_node),
+        auth=sa.func.coalesce(_param("b_auth"), c.auth),
+        outcome=sa.case(
+            (_param("b_outcome").is_(None), c.outcome),
+            (sa.and_(_param("b_sticky", sa.Boolean), c.outcome == "transferred"), c.outcome),
+            else_=_param("b_outcome"),
+        ),
     )
+)
+# The call's end, once: transferred and completed stay the outcome, anything else becomes
+# `b_final` (abandoned for a completed call, or the status: busy, failed, no-answer...).
+_END = (
+    calls.update()
+    .where(c.call_sid == _param("b_sid"), c.ended_at.is_(None))
+    .values(
+        status=_param("b_status"),
+        duration=_param("b_duration", sa.Integer),
+        ended_at=_param("b_at", UtcDateTime()),
+        outcome=sa.case(
+            (c.outcome.in_(("transferred", "completed")), c.outcome), else_=_param("b_final")
+        ),
+    )
+)
+del c
 
 
 def _row(call_sid: str, entry: Entry) -> dict[str, Any]:

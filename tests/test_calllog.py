@@ -6,11 +6,23 @@ from __future__ import annotations
 import datetime
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 import sqlalchemy as sa
 
-from ivr.calllog import CallLog, Entry, calls, events, mask_number
+from ivr.calllog import (
+    Appended,
+    CallLog,
+    Ended,
+    Entry,
+    Noted,
+    Started,
+    Write,
+    calls,
+    events,
+    mask_number,
+)
 from services.accounts.db import make_engine
 
 T0 = datetime.datetime(2026, 11, 23, 2, 0, tzinfo=datetime.UTC)
@@ -225,3 +237,54 @@ def test_entries_for_a_call_whose_start_was_lost_still_make_a_whole_timeline(
         assert [e.kind for e in record.timeline] == ["start", "menu"]
     finally:
         engine.dispose()
+
+
+def _scenario(sids: list[str]) -> list[Write]:
+    """Writes of three calls interleaved, as a busy worker hands them over: starts, entries,
+    a transfer and its failure, a goodbye after a transfer, repeated starts and ends, a note
+    for an unknown call, entries for a call whose start was lost, an end racing an append."""
+    a, b, c, lost, unknown = sids
+    return [
+        Started(a, CALLER, T0), Started(b, "+8613900139000", at(1)),
+        Appended(a, (Entry(at(2), "menu", {"node": "main"}),), "cmn-CN"),
+        Started(a, CALLER, at(3)),  # a repeat: nothing
+        Appended(b, (Entry(at(3), "auth", {"result": "ok", "id": "110***********002X"}),
+                     Entry(at(3), "menu", {"node": "balance"})), "en-US"),
+        Appended(lost, (Entry(at(4), "menu", {"node": "main"}),), "cmn-CN"),
+        Noted(unknown, (Entry(at(4), "prompt", {"key": "error.apology", "text": "抱歉"}),)),
+        Noted(a, (Entry(at(5), "prompt", {"key": "error.apology", "text": "抱歉"}),)),
+        Appended(a, (Entry(at(6), "transfer", {"to": "agent"}),)),
+        Appended(a, (Entry(at(7), "hangup", {"reason": "goodbye"}),)),  # still a transfer
+        Started(c, CALLER, at(8)),
+        Appended(c, (Entry(at(8), "transfer", {"to": "agent"}),)),
+        Appended(c, (Entry(at(9), "transfer_ended", {"status": "no-answer"}),)),
+        Ended(b, "completed", 10, at(10)),
+        Appended(b, (Entry(at(11), "menu", {"node": "main"}),)),  # after its end (a race)
+        Ended(b, "completed", 12, at(12)),  # a repeat: nothing
+        Ended(a, "completed", 13, at(13)), Ended(unknown, "failed", 1, at(13)),
+    ]  # fmt: skip
+
+
+def test_many_writes_in_one_transaction_are_as_the_same_writes_one_at_a_time(
+    engine: sa.Engine,
+) -> None:
+    """The group commit hands the log many webhooks' writes at once: each call's row and
+    timeline must come out as if each had been written on its own, and each write's answer
+    (did it change the log?) must be the same."""
+    alone, together = CallLog(engine), CallLog(engine)
+    alone.create_schema()
+    sids = [[f"CA{uuid.uuid4().hex}" for _ in range(5)] for _ in range(2)]
+    answers_alone = [alone.write([w])[0] for w in _scenario(sids[0])]
+    answers_together = together.write(_scenario(sids[1]))
+    assert answers_together == answers_alone
+    assert answers_alone == [True, True, True, False, True, True, False, True, True, True,
+                             True, True, True, True, True, False, True, False]  # fmt: skip
+    for one, other in zip(sids[0], sids[1], strict=True):
+        first, second = alone.get(one), together.get(other)
+        if first is None:
+            assert second is None
+            continue
+        assert second is not None
+        assert replace(second, call_sid=one) == first
+    outcomes = [alone.get(sid).outcome for sid in sids[0][:4]]  # type: ignore[union-attr]
+    assert outcomes == ["transferred", "abandoned", "transfer_failed", "in-progress"]

@@ -27,8 +27,9 @@ from services.accounts.errors import AccountsError
 
 from . import twiml
 from .callbacks import Callbacks
-from .calllog import CallLog, Entry, mask_number
+from .calllog import Appended, CallLog, Ended, Entry, Noted, Started, Write, mask_number
 from .catalog import Catalog, Segment
+from .groupcommit import GroupCommit
 from .hours import AgentHours
 from .machine import Context, advance
 from .menu import Menu
@@ -49,6 +50,7 @@ from .state import (
     SaveMessage,
     Say,
     Start,
+    Step,
     VerifyPin,
 )
 from .store import Store
@@ -61,6 +63,9 @@ log = logging.getLogger("ivr.hotline")
 BUSY_WAIT = 0.8
 APOLOGY = (Say("error.apology"), Say("error.apology.options"))
 QUEUE_POSITION = "queue.position"
+# Seconds a webhook waits for its call-log entries to be written before it answers anyway
+# (they are written when the database answers again).
+JOURNAL_WAIT = 1.0
 RECOVERY_KEYS = {"1": "restart", "0": "agent"}  # the keys error.apology.options names
 
 
@@ -98,6 +103,9 @@ class Hotline:
         self.store = store
         self.accounts = accounts
         self.calllog = calllog
+        self.journal = GroupCommit[Write](
+            calllog.write, _database_away, name="call log", wait=JOURNAL_WAIT
+        )  # fmt: skip
         self.pepper = pepper
         self.agents = agents
         self.hours = hours or AgentHours()
@@ -120,6 +128,10 @@ class Hotline:
 
     def _answer(self, hook: Webhook, event: Event) -> str | None:
         """The step's reply, a reply given before (a repeat), or None: apologise."""
+        if isinstance(event, Start) and hook.seq == 0:
+            opened = self._open(hook, event)
+            if opened is not None:
+                return opened
         begun = self.store.begin(hook.call_sid, hook.seq)
         deadline = time.monotonic() + BUSY_WAIT
         while begun.outcome == "busy" and time.monotonic() < deadline:
@@ -142,6 +154,22 @@ class Hotline:
             self._release(hook.call_sid, begun.token)
             raise
 
+    def _open(self, hook: Webhook, event: Start) -> str | None:
+        """A call's first webhook in one round trip, when its reply needs nothing but the menu
+        (no effect to run, so nothing to apply twice): state and reply saved together, or the
+        reply a repeated delivery already got. None: take the usual way (claim, run, commit)."""
+        now = self.clock()
+        step = advance(self.menu, CallState(), event, self.context(now))
+        if step.effect is not None:
+            return None
+        reply, entries = self._reply(hook, step, now, _entries(now, step.log))
+        opened = self.store.open(hook.call_sid, step.state, reply)
+        if opened.outcome != "go":
+            return opened.reply or None
+        self._log([Started(hook.call_sid, hook.caller, now),
+                   Appended(hook.call_sid, tuple(entries), step.state.lang)])  # fmt: skip
+        return reply
+
     def _release(self, call_sid: str, token: str) -> None:
         try:
             self.store.release(call_sid, token)
@@ -151,35 +179,43 @@ class Hotline:
     def _sorry(self, hook: Webhook, event: Event) -> str:
         """The apology, also written to the call's log: Redis may be down, the database not."""
         now = self.clock()
-        entries = [Entry(now, "prompt", {"key": say.key, "text": segment.text})
-                   for say, segment in self._apology()]  # fmt: skip
-        if isinstance(event, Start):
-            self._log(lambda: self.calllog.start(hook.call_sid, hook.caller, now))
-        self._log(lambda: self.calllog.note(hook.call_sid, entries))
+        entries = tuple(Entry(now, "prompt", {"key": say.key, "text": segment.text})
+                        for say, segment in self._apology())  # fmt: skip
+        started = [Started(hook.call_sid, hook.caller, now)] if isinstance(event, Start) else []
+        self._log([*started, Noted(hook.call_sid, entries)])
         return self.apology(hook.base)
 
     def _step(self, hook: Webhook, state: CallState, event: Event, token: str) -> str:
         now = self.clock()
-        if isinstance(event, Start):
-            self._log(lambda: self.calllog.start(hook.call_sid, hook.caller, now))
         entries: list[Entry] = []
         ctx = self.context(now)
         step = advance(self.menu, state, event, ctx)
+        right_pin = None  # the ID number whose failures in a row a right PIN ends
         while step.effect is not None:
             entries.extend(_entries(now, step.log))
             outcome = self._run(step.effect, entries, now, hook, step.state)
+            if isinstance(outcome, PinChecked) and outcome.outcome == "ok":
+                assert isinstance(step.effect, VerifyPin)
+                right_pin = step.effect.id_digest
             step = advance(self.menu, step.state, outcome, ctx)
-        entries.extend(_entries(now, step.log))
+        reply, entries = self._reply(hook, step, now, entries + _entries(now, step.log))
+        if not self.store.commit(hook.call_sid, token, hook.seq, step.state, reply, right_pin):
+            log.warning("call %s step %d: claim expired before commit", hook.call_sid, hook.seq)
+        started = [Started(hook.call_sid, hook.caller, now)] if isinstance(event, Start) else []
+        self._log([*started, Appended(hook.call_sid, tuple(entries), step.state.lang)])
+        return reply
+
+    def _reply(
+        self, hook: Webhook, step: Step, now: datetime.datetime, entries: list[Entry]
+    ) -> tuple[str, list[Entry]]:
+        """The TwiML of the step's reply, and the entries with the prompts it says added."""
         assert step.reply is not None
         segments = self._render(step.reply.says, step.state.lang)
         entries.extend(Entry(now, "prompt", {"key": s.key, "text": g.text})
                        for s, g in zip(step.reply.says, segments, strict=True))  # fmt: skip
-        links = _links(hook.base, hook.seq + 1, step.state.lang)
-        reply = twiml.render(segments, step.reply.then, links, self.agents)
-        if not self.store.commit(hook.call_sid, token, hook.seq, step.state, reply):
-            log.warning("call %s step %d: claim expired before commit", hook.call_sid, hook.seq)
-        self._log(lambda: self.calllog.append(hook.call_sid, entries, step.state.lang))
-        return reply
+        links = _links(hook.base, step.state.lang)
+        reply = twiml.render(segments, step.reply.then, links, self.agents, hook.seq + 1)
+        return reply, entries
 
     def context(self, now: datetime.datetime) -> Context:
         """What the engine may know of the world: whether and when agents answer."""
@@ -197,7 +233,7 @@ class Hotline:
         """The call's status callback: write its end once and let its state expire."""
         now = self.clock()
         if call_sid and status in ("completed", "busy", "failed", "no-answer", "canceled"):
-            self._log(lambda: self.calllog.end(call_sid, status, duration, now))
+            self._log([Ended(call_sid, status, duration, now)])
             try:
                 self.store.end(call_sid)
             except redis.RedisError as exc:
@@ -262,7 +298,7 @@ class Hotline:
         """The caller's limits (calls and ID numbers from one number), then the ID's lock."""
         digest = idnumber.digest(self.pepper, effect.id_number)
         masked = idnumber.mask(effect.id_number)
-        admitted = self.store.admit(self.caller_key(hook.caller), hook.call_sid, digest)
+        admitted, locked = self.store.admit(self.caller_key(hook.caller), hook.call_sid, digest)
         if admitted != "ok":
             limits = self.store.limits
             what, most = (("calls keying ID numbers", limits.caller_calls) if admitted == "calls"
@@ -271,7 +307,7 @@ class Hotline:
                         "refused authentication", mask_number(hook.caller), most, what,
                         limits.window, hook.call_sid)  # fmt: skip
             return IdChecked(effect, digest, masked, locked=False, limited=True)
-        return IdChecked(effect, digest, masked, self.store.is_locked(digest))
+        return IdChecked(effect, digest, masked, locked)
 
     def _verify(
         self, effect: VerifyPin, entries: list[Entry], now: datetime.datetime, hook: Webhook,
@@ -290,8 +326,7 @@ class Hotline:
                                 lambda: self.accounts.verify_pin(effect.id_digest, effect.pin))  # fmt: skip
         if not ok:
             return PinChecked("unavailable")
-        if result.ok:
-            self.store.clear_failures(effect.id_digest)
+        if result.ok:  # the failure count starts again with the step's commit
             return PinChecked("ok", result.account_id)
         locked = self.store.record_failure(effect.id_digest)
         return PinChecked("locked" if locked else "wrong")
@@ -328,15 +363,18 @@ class Hotline:
     def _today(self) -> datetime.date:
         return self.clock().astimezone(self.zone).date()
 
-    def _log(self, write: Callable[[], object]) -> None:
-        """Write to the call log; a database failure is reported, never put before the caller."""
-        try:
-            write()
-        except sa.exc.SQLAlchemyError as exc:
-            log.error("call log write failed: %s", _kind(exc))
+    def _log(self, writes: list[Write]) -> None:
+        """Write to the call log (with other webhooks' writes, in one transaction). A database
+        that does not answer keeps the caller waiting at most JOURNAL_WAIT: the writes are kept
+        and written when it is back."""
+        if not self.journal.put(writes):
+            log.error("call log: the database has not taken a webhook's entries within %.1f s; "
+                      "they are held until it does", JOURNAL_WAIT)  # fmt: skip
 
 
-def _links(base: str, seq: int, lang: str) -> twiml.Links:
+def _links(base: str, lang: str) -> twiml.Links:
+    """The links of a reply, twiml.STEP standing for the number of the step they lead to."""
+    seq = twiml.STEP
     return twiml.Links(
         keys=f"{base}/voice/in/{seq}",
         silence=f"{base}/voice/silence/{seq}",
@@ -357,6 +395,14 @@ def _caller_key(pepper: str) -> Callable[[str], str]:
         return hmac.new(pepper.encode(), b"caller:" + number.encode(), hashlib.sha256).hexdigest()
 
     return key
+
+
+def _database_away(exc: BaseException) -> bool:
+    """Whether a failed write may succeed later as it is: the database is out of reach or busy
+    (SQLite: locked), rather than refusing these writes."""
+    return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)) or bool(
+        getattr(exc, "connection_invalidated", False)
+    )
 
 
 def _kind(exc: BaseException) -> str:

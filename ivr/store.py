@@ -10,9 +10,12 @@ Keys are hash-tagged so every multi-key script touches one Redis Cluster slot:
   ivr:{caller:<key>}:ids   distinct ID numbers (digests) keyed from one number, this window
 A step is applied once: `begin` claims it (or answers a repeated delivery with
 the reply already given), `commit` saves the new state and the reply together.
-Every webhook costs two round trips: `begin` and `commit`; keying an ID number adds two
-(the caller's limits, the ID number's lock) and a PIN one (the ID number's lock and limit),
-each one script on one slot, all before any PIN hash is computed.
+Round trips per webhook: a call's first webhook one (`open`: its state and reply saved
+together, or the reply a repeated delivery already got); any other two (`begin`, `commit`);
+keying an ID number adds one (the caller's limits and the ID number's lock, sent together)
+and a PIN one (the ID number's lock and limit, before any PIN hash is computed; a right PIN's
+reset of the failure count goes with the `commit`). Each script touches one slot; commands
+sent together are a pipeline without MULTI, each safe to repeat.
 
 When Redis is silent past the client timeout, this process stops asking
 it for `cooldown` seconds: every operation raises at once, so the hotline answers with its
@@ -64,6 +67,19 @@ redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'state', ARGV[3], 'reply_seq', ARGV[
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 redis.call('DEL', KEYS[2])
 return 1
+"""
+
+# A call's first webhook, whose reply needs nothing but the menu: KEYS call; ARGV state,
+# reply, ttl. Saved as step 0's reply unless the call exists (a repeated delivery: its reply).
+_OPEN = """
+local h = redis.call('HMGET', KEYS[1], 'seq', 'reply_seq', 'reply')
+if h[1] then
+  if h[2] and tonumber(h[2]) == 0 then return {'replay', h[3]} end
+  return {'stale', h[3] or ''}
+end
+redis.call('HSET', KEYS[1], 'seq', 1, 'state', ARGV[1], 'reply_seq', 0, 'reply', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return {'go', ''}
 """
 
 _RELEASE = """
@@ -266,6 +282,12 @@ class _Deferred:
             self._client.close()
 
 
+def _is_cluster(client: Any) -> bool:
+    from redis.cluster import RedisCluster
+
+    return isinstance(client, (_Deferred, RedisCluster))
+
+
 class Store:
     """Call state and authentication counters in Redis."""
 
@@ -285,6 +307,8 @@ class Store:
         self._release = client.register_script(_RELEASE)
         self._admit = client.register_script(_ADMIT)
         self._gate = client.register_script(_GATE)
+        self._open = client.register_script(_OPEN)
+        self._one_server = not _is_cluster(client)  # a pipeline reaches every key at once
 
     def _ask(self, operation: Callable[[], _T]) -> _T:
         """Run one Redis operation, failing at once while Redis is known to be out of reach."""
@@ -325,11 +349,53 @@ class Store:
             return Begun("go", state=state, token=token)
         return Begun(kind, reply=payload.decode() if payload else None)
 
-    def commit(self, call_sid: str, token: str, seq: int, state: CallState, reply: str) -> bool:
-        """Save the state after step `seq` and the reply it got; False if the claim was lost."""
+    def open(self, call_sid: str, state: CallState, reply: str) -> Begun:
+        """A call's first step, when its reply needs nothing but the menu: save the state and
+        reply in one round trip ("go"), or find the call begun (a repeated delivery: "replay"
+        with the reply it got; "stale" with the latest one)."""
+        ttl = ENDED_TTL if state.ended else self.call_ttl
+        args: list[Any] = [state.to_json(), reply, ttl]
+        outcome, payload = self._ask(lambda: self._open(self._call_keys(call_sid)[:1], args))
+        kind: Any = outcome.decode()
+        return Begun(kind, reply=payload.decode() if payload else None)
+
+    def commit(
+        self, call_sid: str, token: str, seq: int, state: CallState, reply: str,
+        clear_failures: str | None = None,
+    ) -> bool:  # fmt: skip
+        """Save the state after step `seq` and the reply it got; False if the claim was lost.
+        `clear_failures`: an ID number's digest whose wrong PINs in a row start again from
+        zero (its PIN was right), sent in the same round trip."""
         ttl = ENDED_TTL if state.ended else self.call_ttl
         args: list[Any] = [token, seq + 1, state.to_json(), seq, reply, ttl]
-        return bool(self._ask(lambda: self._commit(self._call_keys(call_sid), args)))
+        keys = self._call_keys(call_sid)
+        if clear_failures is None:
+            return bool(self._ask(lambda: self._commit(keys, args)))
+        reset: _Command = ("delete", self._id_keys(clear_failures)[:1], [])
+        return bool(self._together(reset, (self._commit, keys, args))[1])
+
+    def _together(self, *commands: _Command) -> list[Any]:
+        """Commands sent in one round trip (a pipeline without MULTI; each is safe to send
+        again). Scripts go by their SHA alone; if Redis has forgotten one (it restarted), it
+        is loaded and the commands sent again. On a Redis Cluster, whose nodes hold different
+        slots (and whose client pipelines no scripts), they are sent one after the other."""
+        if not self._one_server:
+            return [self._ask(lambda: _send(self.redis, c, script_object=True))  # noqa: B023
+                    for c in commands]  # fmt: skip
+
+        def send() -> list[Any]:
+            pipe = self.redis.pipeline(transaction=False)
+            for command in commands:
+                _send(pipe, command, script_object=False)
+            return list(pipe.execute())
+
+        try:
+            return self._ask(send)
+        except redis.exceptions.NoScriptError:
+            for script, _, _ in commands:
+                if isinstance(script, Script):
+                    self._ask(lambda: self.redis.script_load(script.script))  # noqa: B023
+            return self._ask(send)
 
     def release(self, call_sid: str, token: str) -> None:
         """Give a claim back without saving (the step failed half-way)."""
@@ -344,15 +410,22 @@ class Store:
         """The call is over: keep its state a little longer for late duplicates, then forget it."""
         self._ask(lambda: self.redis.expire(self._call_keys(call_sid)[0], ENDED_TTL))
 
-    def admit(self, caller_key: str, call_sid: str, digest: str) -> Literal["ok", "calls", "ids"]:
-        """May this call from this caller (a keyed hash of the number) try this ID number?
-        `calls`: too many calls from the number tried ID numbers this window; `ids`: too many
-        distinct ID numbers were tried from it. One round trip; a Redis failure raises."""
+    def admit(
+        self, caller_key: str, call_sid: str, digest: str
+    ) -> tuple[Literal["ok", "calls", "ids"], bool]:  # fmt: skip
+        """May this call from this caller (a keyed hash of the number) try this ID number, and
+        is the ID number locked? `calls`: too many calls from the number tried ID numbers this
+        window; `ids`: too many distinct ID numbers were tried from it. One round trip (the two
+        sent together); a Redis failure raises."""
         limits = self.limits
         args: list[Any] = [call_sid, digest, limits.caller_calls, limits.caller_ids, limits.window]
-        answer = self._ask(lambda: self._admit(self._caller_keys(caller_key), args))
+
+        answer, locked = self._together(
+            (self._admit, self._caller_keys(caller_key), args),
+            ("exists", self._id_keys(digest)[1:], []),
+        )
         word: Literal["ok", "calls", "ids"] = _word(answer, ("ok", "calls", "ids"))
-        return word
+        return word, bool(locked)
 
     def gate_pin(self, digest: str) -> Literal["ok", "locked", "limited"]:
         """Before a PIN of an ID number is checked: is the ID number locked, or has it had its
@@ -383,6 +456,22 @@ class Store:
         locked = bool(self.redis.exists(lock))
         self.redis.delete(fails, lock, self._checks_key(digest))
         return locked
+
+
+# One command for `_together`: a script or a command's name, its keys and its arguments.
+_Command = tuple[Script | str, list[str], list[Any]]
+
+
+def _send(client: Any, command: _Command, *, script_object: bool) -> Any:
+    """Send (or queue, on a pipeline) one command. In a pipeline a script goes by its SHA: a
+    Script object would make the pipeline ask Redis whether it knows the script first, one
+    more round trip every time."""
+    name, keys, args = command
+    if isinstance(name, str):
+        return getattr(client, name)(*keys, *args)
+    if script_object:
+        return name(keys, args, client=client)
+    return client.evalsha(name.sha, len(keys), *keys, *args)
 
 
 def _word(answer: bytes, allowed: tuple[str, ...]) -> Any:

@@ -98,7 +98,7 @@ def test_redis_failures_are_counted_by_operation(tmp_path: Path, database_url: s
     reply = webhook(client, "/voice", params)
     assert reply.status_code == 200 and "technical problem" in reply.text  # the apology
     found = scrape(client)
-    assert value(found, "ivr_redis_errors_total", operation="begin", error="ConnectionError") == 1
+    assert value(found, "ivr_redis_errors_total", operation="open", error="ConnectionError") == 1
     app.extensions["ivr.engine"].dispose()
 
 

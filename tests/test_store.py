@@ -163,14 +163,50 @@ def test_five_failures_in_a_row_lock_an_id_number(store: Store, digest: str) -> 
     assert LOCK_SECONDS - 5 < store.redis.ttl(lock) <= LOCK_SECONDS
 
 
-def test_a_right_pin_starts_the_count_again(store: Store, digest: str) -> None:
+def test_a_right_pin_starts_the_count_again_with_the_commit(
+    store: Store, digest: str, sid: str
+) -> None:
     for _ in range(MAX_FAILURES - 1):
         store.record_failure(digest)
-    store.clear_failures(digest)
+    begun = store.begin(sid, 0)
+    assert store.commit(sid, begun.token, 0, AT_MAIN, "<r/>", clear_failures=digest)
+    assert store.begin(sid, 0) == Begun("replay", reply="<r/>")
     for _ in range(MAX_FAILURES - 1):
         assert not store.record_failure(digest)
     assert not store.is_locked(digest)
     assert store.record_failure(digest)
+
+
+def test_admitting_an_id_number_also_tells_whether_it_is_locked(
+    store: Store, caller: str, digest: str, sid: str
+) -> None:
+    for _ in range(MAX_FAILURES):
+        store.record_failure(digest)
+    assert store.admit(caller, sid, digest) == ("ok", True)
+    assert store.admit(caller, sid, uuid.uuid4().hex) == ("ok", False)
+
+
+def test_commands_sent_together_survive_redis_forgetting_its_scripts(
+    store: Store, caller: str, digest: str, sid: str
+) -> None:
+    """After a Redis restart its scripts are gone: the pipeline loads them and goes on."""
+    store.redis.script_flush()
+    assert store.admit(caller, sid, digest) == ("ok", False)
+    begun = store.begin(sid, 0)
+    store.redis.script_flush()
+    assert store.commit(sid, begun.token, 0, AT_MAIN, "<r/>", clear_failures=digest)
+
+
+def test_a_first_step_saved_in_one_round_trip_replays_to_a_repeat(store: Store, sid: str) -> None:
+    assert store.open(sid, AT_MAIN, "<Response>welcome</Response>") == Begun("go")
+    again = store.open(sid, CallState(node="other"), "<Response>other</Response>")
+    assert again == Begun("replay", reply="<Response>welcome</Response>")
+    assert store.begin(sid, 0) == Begun("replay", reply="<Response>welcome</Response>")
+    nxt = store.begin(sid, 1)
+    assert nxt.outcome == "go" and nxt.state == AT_MAIN
+    assert store.commit(sid, nxt.token, 1, AT_BALANCE, "<Response>balance</Response>")
+    assert store.open(sid, AT_MAIN, "<r/>") == Begun("stale", reply="<Response>balance</Response>")
+    assert 3500 < store.redis.ttl(f"ivr:{{{sid}}}") <= 3600
 
 
 def test_unlock_lifts_the_lock_and_the_count(store: Store, digest: str) -> None:
@@ -225,10 +261,10 @@ def test_calls_from_one_number_are_admitted_up_to_the_limit(
 ) -> None:
     store = limited(redis_client, caller_calls=3, caller_ids=100)
     sids = ["CA" + uuid.uuid4().hex for _ in range(4)]
-    assert [store.admit(caller, sid, digest) for sid in sids[:3]] == ["ok"] * 3
-    assert store.admit(caller, sids[3], digest) == "calls"
-    assert store.admit(caller, sids[0], digest) == "ok", "a call already admitted goes on"
-    assert store.admit(uuid.uuid4().hex, sids[3], digest) == "ok", "per caller number"
+    assert [store.admit(caller, sid, digest) for sid in sids[:3]] == [("ok", False)] * 3
+    assert store.admit(caller, sids[3], digest) == ("calls", False)
+    assert store.admit(caller, sids[0], digest)[0] == "ok", "a call already admitted goes on"
+    assert store.admit(uuid.uuid4().hex, sids[3], digest)[0] == "ok", "per caller number"
 
 
 def test_distinct_id_numbers_from_one_number_are_admitted_up_to_the_limit(
@@ -236,10 +272,10 @@ def test_distinct_id_numbers_from_one_number_are_admitted_up_to_the_limit(
 ) -> None:
     store = limited(redis_client, caller_calls=100, caller_ids=2)
     sid, ids = "CA" + uuid.uuid4().hex, [uuid.uuid4().hex for _ in range(3)]
-    assert store.admit(caller, sid, ids[0]) == "ok"
-    assert store.admit(caller, sid, ids[1]) == "ok"
-    assert store.admit(caller, sid, ids[2]) == "ids"
-    assert store.admit(caller, sid, ids[0]) == "ok", "one already tried is not a new one"
+    assert store.admit(caller, sid, ids[0])[0] == "ok"
+    assert store.admit(caller, sid, ids[1])[0] == "ok"
+    assert store.admit(caller, sid, ids[2])[0] == "ids"
+    assert store.admit(caller, sid, ids[0])[0] == "ok", "one already tried is not a new one"
     keys = keys_of(store.redis, caller)
     assert len(keys) == 2 and all(0 < store.redis.ttl(k) <= 3600 for k in keys)
     assert {key_slot(k) for k in keys} == {key_slot(f"caller:{caller}".encode())}
@@ -251,7 +287,7 @@ def test_a_limit_of_zero_is_no_limit_and_counts_nothing(
 ) -> None:
     store = limited(redis_client, caller_calls=0, caller_ids=0, id_checks=0)
     for _ in range(30):
-        assert store.admit(caller, "CA" + uuid.uuid4().hex, uuid.uuid4().hex) == "ok"
+        assert store.admit(caller, "CA" + uuid.uuid4().hex, uuid.uuid4().hex) == ("ok", False)
     digest = uuid.uuid4().hex
     assert [store.gate_pin(digest) for _ in range(30)] == ["ok"] * 30
     assert keys_of(store.redis, caller) == set() and keys_of(store.redis, digest) == set()

@@ -179,10 +179,12 @@ class _Counting:
                 counter.labels(name, type(exc).__name__).inc()
                 raise
 
+        object.__setattr__(self, name, counted)  # made once: found without __getattr__ after
         return counted
 
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(self._target, name, value)  # tests and tools see through to the object
+        self.__dict__.pop(name, None)
 
 
 # --- serving -------------------------------------------------------------------------

@@ -10,7 +10,7 @@ hears next, as prompt keys, rendered to TwiML at the edge.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 SCHEMA_VERSION = 1
@@ -46,7 +46,7 @@ class CallState:
 
     def to_json(self) -> str:
         """Serialise for Redis (compact JSON, schema-versioned)."""
-        data = {k: v for k, v in asdict(self).items() if v != _DEFAULTS[k]}
+        data = {k: v for k in _FIELDS if (v := getattr(self, k)) != _DEFAULTS[k]}
         data["v"] = SCHEMA_VERSION
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
@@ -67,6 +67,7 @@ class CallState:
 
 
 _DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(CallState)}
+_FIELDS = tuple(_DEFAULTS)
 
 
 # --- what the caller hears --------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -37,13 +38,34 @@ class Agents:
         return bool(self.queue or self.number)
 
 
+# Where a reply's URLs name the call's next step: a character no prompt or URL holds.
+STEP = "\ue000"
+
+
 def render(
     segments: Sequence[Segment],
     then: Gather | Hangup | Transfer | Record,
     links: Links,
     agents: Agents,
+    step: int | None = None,
 ) -> str:
-    """TwiML that speaks `segments` (interruptible by keys where input follows), then `then`."""
+    """TwiML that speaks `segments` (interruptible by keys where input follows), then `then`.
+
+    With `step`, the links hold STEP where the next step's number goes: the document is built
+    once per distinct reply (most replies are a menu's same prompts, again and again) and
+    kept in a bounded cache; only the number is put in each time."""
+    if step is None:
+        return _document(tuple(segments), then, links, agents)
+    return _document(tuple(segments), then, links, agents).replace(STEP, str(step))
+
+
+@functools.lru_cache(maxsize=2048)
+def _document(
+    segments: tuple[Segment, ...],
+    then: Gather | Hangup | Transfer | Record,
+    links: Links,
+    agents: Agents,
+) -> str:
     response = VoiceResponse()
     if isinstance(then, Gather):
         gather = response.gather(

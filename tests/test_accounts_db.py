@@ -9,18 +9,21 @@ import sqlalchemy as sa
 from services.accounts.db import make_engine
 
 
-def test_sqlite_gets_wal_busy_timeout_foreign_keys_and_its_folder(tmp_path: Path) -> None:
+def test_sqlite_gets_wal_normal_sync_busy_timeout_foreign_keys_and_its_folder(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "new" / "folder" / "hotline.sqlite3"
     engine = make_engine(f"sqlite:///{path}")
     try:
         with engine.connect() as connection:
             pragmas = {
                 name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()
-                for name in ("journal_mode", "busy_timeout", "foreign_keys")
+                for name in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
             }
-        assert pragmas == {"journal_mode": "wal", "busy_timeout": 5000, "foreign_keys": 1}
+        assert pragmas == {"journal_mode": "wal", "synchronous": 1, "busy_timeout": 5000,
+                           "foreign_keys": 1}  # fmt: skip
         assert path.exists()
-        assert engine.pool._pre_ping
+        assert not engine.pool._pre_ping, "a file has no connection to go stale"
     finally:
         engine.dispose()
 

@@ -9,7 +9,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-_SQLITE_PRAGMAS = ("journal_mode=WAL", "busy_timeout=5000", "foreign_keys=ON")
+# WAL with synchronous=NORMAL: a commit survives the process (a worker killed, the app
+# restarted) without waiting for the disk; the last commits before a power cut may be lost
+# (PostgreSQL is the database for a service that must keep them too).
+_SQLITE_PRAGMAS = (
+    "journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=5000", "foreign_keys=ON"
+)  # fmt: skip
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -20,13 +25,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_engine(url: str) -> sa.Engine:
-    """An engine for `url` with pre-ping; SQLite gets its pragmas and folder, PostgreSQL psycopg."""
+    """An engine for `url`: PostgreSQL through psycopg, its pooled connections pinged before
+    use (a server restart leaves them dead); SQLite with its pragmas and folder."""
     parsed = sa.make_url(url)
     backend = parsed.get_backend_name()
     if backend in {"postgres", "postgresql"}:
         parsed = parsed.set(drivername="postgresql+psycopg")
         return sa.create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 2})
-    engine = sa.create_engine(parsed, pool_pre_ping=True)
+    engine = sa.create_engine(parsed)  # a file: no connection to go stale, nothing to ping
     if backend == "sqlite":
         if (
             parsed.database

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,8 +20,33 @@ from .types import Balance, Card, Contribution, LossReport, PinResult, Transacti
 _T = TypeVar("_T", Transaction, Contribution)
 
 
-def _from_row(kind: type[_T], row: object) -> _T:
-    return kind(**{f.name: getattr(row, f.name) for f in fields(kind)})
+def _listing_query(
+    kind: type[Transaction | Contribution], rows: type[TransactionRow | ContributionRow],
+    newest: str,
+) -> sa.Select[Any]:  # fmt: skip
+    """An account's records of one kind, newest first (by `newest`, then as entered)."""
+    table = rows.__table__.c
+    return (
+        sa.select(*(table[f.name] for f in fields(kind)))
+        .where(table.account_id == sa.bindparam("account_id"))
+        .order_by(table[newest].desc(), table.id.desc())
+        .limit(sa.bindparam("limit"))
+    )
+
+
+_ACCOUNTS = AccountRow.__table__.c
+_PIN_HASH = sa.select(_ACCOUNTS.id, _ACCOUNTS.pin_hash).where(
+    _ACCOUNTS.id_digest == sa.bindparam("id_digest")
+)
+_BALANCE = sa.select(_ACCOUNTS.balance, _ACCOUNTS.updated_at).where(
+    _ACCOUNTS.id == sa.bindparam("account_id")
+)
+_MASKED = sa.select(_ACCOUNTS.id_masked).where(_ACCOUNTS.id == sa.bindparam("account_id"))
+_CARD = sa.select(CardRow.__table__.c.number, CardRow.__table__.c.status).where(
+    CardRow.__table__.c.account_id == sa.bindparam("account_id")
+)
+_TRANSACTIONS = _listing_query(Transaction, TransactionRow, "time")
+_CONTRIBUTIONS = _listing_query(Contribution, ContributionRow, "month")
 
 
 class AccountStore:
@@ -98,69 +123,61 @@ class AccountStore:
         account.contributions = [ContributionRow(**asdict(c)) for c in record.contributions]
 
     # -- the caller's queries -------------------------------------------------------------
+    # Each is one of the statements below, built once, on a pooled connection: no ORM session
+    # and no statement built per call (these run on every webhook that reads an account).
 
     def verify_pin(self, id_digest: str, pin: str) -> PinResult:
         """Check a PIN for the account named by `id_digest`; an unknown one costs the same and fails."""
-        with self._sessions() as session:
-            row = session.execute(
-                sa.select(AccountRow.id, AccountRow.pin_hash).where(
-                    AccountRow.id_digest == id_digest
-                )
-            ).first()
+        row = self._first(_PIN_HASH, id_digest=id_digest)
         if row is None:
             security.dummy_check(self._pepper)
             return PinResult(ok=False, account_id=None)
         ok = security.check_pin(self._pepper, pin, row.pin_hash)
         return PinResult(ok=ok, account_id=row.id if ok else None)
 
-    def _account(self, session: Session, account_id: int) -> AccountRow:
-        account = session.get(AccountRow, account_id)
-        if account is None:
-            raise NotFound(f"no account {account_id}")
-        return account
+    def _first(self, query: sa.Select[Any], **params: object) -> sa.Row[Any] | None:
+        with self.engine.connect() as connection:
+            return connection.execute(query, params).first()
+
+    def _one(self, query: sa.Select[Any], what: str, **params: object) -> sa.Row[Any]:
+        """The one row `query` finds, or NotFound naming `what`."""
+        row = self._first(query, **params)
+        if row is None:
+            raise NotFound(f"no {what}")
+        return row
 
     def balance(self, account_id: int) -> Balance:
         """The personal-account balance."""
-        with self._sessions() as session:
-            account = self._account(session, account_id)
-            return Balance(amount=account.balance, as_of=account.updated_at)
+        row = self._one(_BALANCE, f"account {account_id}", account_id=account_id)
+        return Balance(amount=row.balance, as_of=row.updated_at)
 
     def masked_id(self, account_id: int) -> str:
         """The account's ID number masked to its first 3 and last 4 characters."""
-        with self._sessions() as session:
-            return self._account(session, account_id).id_masked
+        return str(self._one(_MASKED, f"account {account_id}", account_id=account_id).id_masked)
 
     def transactions(self, account_id: int, limit: int = 20) -> list[Transaction]:
         """The latest transactions, newest first."""
-        with self._sessions() as session:
-            self._account(session, account_id)
-            rows = session.scalars(
-                sa.select(TransactionRow)
-                .where(TransactionRow.account_id == account_id)
-                .order_by(TransactionRow.time.desc(), TransactionRow.id.desc())
-                .limit(limit)
-            )
-            return [_from_row(Transaction, row) for row in rows]
+        return self._listing(Transaction, _TRANSACTIONS, account_id, limit)
 
     def contributions(self, account_id: int, limit: int = 36) -> list[Contribution]:
         """The latest contribution records, newest month first."""
-        with self._sessions() as session:
-            self._account(session, account_id)
-            rows = session.scalars(
-                sa.select(ContributionRow)
-                .where(ContributionRow.account_id == account_id)
-                .order_by(ContributionRow.month.desc(), ContributionRow.id.desc())
-                .limit(limit)
-            )
-            return [_from_row(Contribution, row) for row in rows]
+        return self._listing(Contribution, _CONTRIBUTIONS, account_id, limit)
+
+    def _listing(
+        self, kind: type[_T], query: sa.Select[Any], account_id: int, limit: int
+    ) -> list[_T]:  # fmt: skip
+        """An account's records of one kind, newest first; NotFound if there is no such
+        account."""
+        with self.engine.connect() as connection:
+            found = connection.execute(query, {"account_id": account_id, "limit": limit}).all()
+        if not found:
+            self.balance(account_id)  # NotFound if the account is not there either
+        return [kind(**row._mapping) for row in found]
 
     def card(self, account_id: int) -> Card:
         """The account's card: last 4 characters of its number and its status."""
-        with self._sessions() as session:
-            card = self._account(session, account_id).card
-            if card is None:
-                raise NotFound(f"account {account_id} has no card")
-            return Card(last4=card.number[-4:], status=card.status)
+        row = self._one(_CARD, f"card of account {account_id}", account_id=account_id)
+        return Card(last4=row.number[-4:], status=row.status)
 
     def report_card_lost(self, account_id: int) -> LossReport:
         """Suspend an active card (atomically); a suspended or cancelled card stays as it is."""

@@ -5,6 +5,7 @@
                                     [--accounts-delay MS] [--rate N] [--no-baseline]
                                     [--client-procs 2] [--redis-url URL] [--database-url URL]
                                     [--json FILE]
+    .venv/bin/python bench/calls.py --held 3000 [--hold-seconds 300] [--pool 32] [...]
     make bench
 
 It starts everything it measures itself, on 127.0.0.1, and stops it again (also on Ctrl-C or
@@ -15,6 +16,14 @@ test accounts, and gunicorn. Three phases, one client:
   hotline        `ivr:create_app()`, every simulated caller making whole calls back to back
   hotline @50%   the hotline again, webhooks paced to half the rate the previous phase reached
                  (or to --rate webhooks/s)
+
+With --held N one other phase runs instead, alone (the others' calls would still be expiring
+from Redis during it and blur its memory figure):
+
+  held           N calls up at all times for --hold-seconds, at a human pace: every webhook
+                 after a call's first comes 2-5 s after the previous answer, and each line rings
+                 again as soon as its call has hung up; an asyncio client, the calls of a client
+                 process sharing --pool keep-alive connections, as Twilio's do
 
 With several --worker-class values the phases run once for each, side by side in one run (the
 fair way to compare them on a machine that other work disturbs). --accounts-delay serves the
@@ -31,6 +40,7 @@ counters. docs/benchmark.md explains every figure and the method.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import html
 import http.client
@@ -40,6 +50,7 @@ import multiprocessing as mp
 import os
 import platform
 import queue
+import random
 import re
 import resource
 import secrets
@@ -52,16 +63,17 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
 from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Barrier, Event
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, TypeVar
 from urllib.parse import urlencode, urljoin
 
 import baseline  # bench/baseline.py: this script's folder is first on sys.path
@@ -86,6 +98,18 @@ FAILURE_SAMPLES = 5  # failure messages kept per phase (all are counted)
 OWN_INFO_CALLS = 1  # INFO commands of ours inside a snapshot delta: the first snapshot's own
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NOISY_PERCENT = 20.0  # CPU % (of one core) busy beyond client and server that makes a phase suspect
+
+# The held-calls phase (--held).
+KEY_PAUSE = (2.0, 5.0)  # seconds from an answer to the caller's next key (or hang-up), uniform
+RAMP_SECONDS = 5.0  # the lines' first calls ring in spread evenly over this long
+SAMPLE_SECONDS = 1.0  # how often the calls up are counted during the window
+IDLE_SECONDS = 1.0  # a keep-alive connection unused this long is closed, not reused: gunicorn
+# closes one idle for its keep-alive (2 s by default), and must never do so under a request
+HELD_P99_MS = 50.0  # the target: no failed webhook, and p99 within this,
+HELD_TARGET_CALLS = 3000  # with this many calls held
+HELD_TARGET_SECONDS = 300.0  # this long
+
+_R = TypeVar("_R")
 
 # Variables of the caller's environment that would change what is measured.
 UNWANTED_ENV = (
@@ -176,6 +200,24 @@ def baseline_target(origin: str) -> Target:
 # ---- the client ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """One request of a call, to be signed and posted."""
+
+    index: int  # which webhook of the call (WEBHOOK_NAMES)
+    url: str
+    form: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the server answered, as far as the client looks."""
+
+    status: int
+    kind: str  # Content-Type
+    content: bytes
+
+
 @dataclass(slots=True)
 class Tally:
     """What one or more simulated callers saw (times are time.monotonic(), the same in every
@@ -200,6 +242,93 @@ class Tally:
         self.call_ends += other.call_ends
         self.failures += other.failures
         self.samples += other.samples[: FAILURE_SAMPLES - len(self.samples)]
+
+    def check(
+        self, target: Target, webhook: Webhook, answer: Answer, started: float
+    ) -> bytes | None:
+        """The answer's content if it is right (200, TwiML, the expected prompt), its latency
+        counted; None if not, counted as a failure."""
+        ended = time.monotonic()
+        where = f"webhook {webhook.index} {webhook.url}"
+        if answer.status != 200 or not answer.kind.startswith("text/xml"):
+            self.fail(f"{where}: {answer.status} {answer.kind}")
+            return None
+        if target.expects[webhook.index] not in answer.content:
+            expected = target.expects[webhook.index].decode()
+            text = answer.content.decode("utf-8", "replace")[:300]
+            self.fail(f"{where}: no {expected!r} in {text}")
+            return None
+        self.ends.append(ended)
+        self.latencies.append(ended - started)
+        self.indexes.append(webhook.index)
+        return answer.content
+
+
+def call_params(account_sid: str, call_sid: str) -> dict[str, str]:
+    """The parameters Twilio sends with every request of an inbound call (ivr/phone.py)."""
+    return {
+        "AccountSid": account_sid,
+        "ApiVersion": "2010-04-01",
+        "CallSid": call_sid,
+        "CallStatus": "ringing",
+        "Called": "+8612333",
+        "Caller": "+8613800138000",
+        "Direction": "inbound",
+        "From": "+8613800138000",
+        "To": "+8612333",
+        **{name: "" for name in GEO_FIELDS},
+    }
+
+
+def signed_headers(token: str, webhook: Webhook) -> dict[str, str]:
+    """The headers Twilio sends with a webhook, the signature over its exact URL and form."""
+    return {
+        "Content-Type": FORM_TYPE,
+        "User-Agent": "TwilioProxy/1.1",
+        "Accept": "*/*",
+        "X-Twilio-Signature": sign(token, webhook.url, webhook.form),
+        "I-Twilio-Idempotency-Token": str(uuid.uuid4()),
+    }
+
+
+def whole_call(
+    target: Target, account_sid: str, tally: Tally, hang_up: Callable[[], bool] = lambda: False
+) -> Generator[Webhook, bytes | None, bool]:
+    """One whole call, without the I/O: yields each webhook to post and is sent back its
+    checked answer (None: the webhook failed, which ends the call); returns whether the call
+    completed. The caller hangs up (the status callback comes next) when `hang_up()` is true
+    where it would key; a <Gather action> missing or leading elsewhere is counted in `tally`."""
+    params = call_params(account_sid, new_sid("CA"))
+    url = target.origin + target.path(0)
+    for i, step in enumerate(CALL):
+        if i and hang_up():
+            break
+        answer = yield Webhook(i, url, params | step.form())
+        if answer is None:
+            return False
+        action = _ACTION.search(answer)
+        if action is None:
+            tally.fail(f"webhook {i} {url}: no <Gather action> in the answer")
+            return False
+        if target.follow:
+            url = urljoin(url, html.unescape(action.group(1).decode()))
+        else:
+            url = target.origin + target.path(i + 1)
+        if not url.startswith(target.origin + "/"):
+            tally.fail(f"webhook {i}: the action leads off the server: {url}")
+            return False
+    status = params | {
+        "CallStatus": "completed",
+        "CallbackSource": "call-progress-events",
+        "SequenceNumber": "0",
+        "Timestamp": format_datetime(datetime.now(UTC)),
+        "CallDuration": "95",
+        "Duration": "2",
+    }
+    if (yield Webhook(len(CALL), target.origin + STATUS_PATH, status)) is None:
+        return False
+    tally.call_ends.append(time.monotonic())
+    return True
 
 
 class Pacer:
@@ -231,85 +360,29 @@ class Caller:
 
     def call(self) -> None:
         """One whole call; a failed webhook is counted and ends the call."""
-        sid = new_sid("CA")
-        params = self._params(sid)
-        url = self.target.origin + self.target.path(0)
-        for i, step in enumerate(CALL):
-            answer = self._post(i, url, params | step.form())
-            if answer is None:
-                return
-            action = _ACTION.search(answer)
-            if action is None:
-                self.tally.fail(f"webhook {i} {url}: no <Gather action> in the answer")
-                return
-            if self.target.follow:
-                url = urljoin(url, html.unescape(action.group(1).decode()))
-            else:
-                url = self.target.origin + self.target.path(i + 1)
-            if not url.startswith(self.target.origin + "/"):
-                self.tally.fail(f"webhook {i}: the action leads off the server: {url}")
-                return
-        status = params | {
-            "CallStatus": "completed",
-            "CallbackSource": "call-progress-events",
-            "SequenceNumber": "0",
-            "Timestamp": format_datetime(datetime.now(UTC)),
-            "CallDuration": "95",
-            "Duration": "2",
-        }
-        if self._post(len(CALL), self.target.origin + STATUS_PATH, status) is not None:
-            self.tally.call_ends.append(time.monotonic())
+        plan = whole_call(self.target, self.account_sid, self.tally)
+        with contextlib.suppress(StopIteration):
+            webhook = next(plan)
+            while True:
+                webhook = plan.send(self._post(webhook))
 
-    def _params(self, sid: str) -> dict[str, str]:
-        """The parameters Twilio sends with every request of an inbound call (ivr/phone.py)."""
-        return {
-            "AccountSid": self.account_sid,
-            "ApiVersion": "2010-04-01",
-            "CallSid": sid,
-            "CallStatus": "ringing",
-            "Called": "+8612333",
-            "Caller": "+8613800138000",
-            "Direction": "inbound",
-            "From": "+8613800138000",
-            "To": "+8612333",
-            **{name: "" for name in GEO_FIELDS},
-        }
-
-    def _post(self, index: int, url: str, form: dict[str, str]) -> bytes | None:
+    def _post(self, webhook: Webhook) -> bytes | None:
         """Post one signed webhook; its answer, or None (counted as a failure)."""
         if self.pacer is not None:
             self.pacer.wait()
-        headers = {
-            "Content-Type": FORM_TYPE,
-            "User-Agent": "TwilioProxy/1.1",
-            "Accept": "*/*",
-            "X-Twilio-Signature": sign(self.token, url, form),
-            "I-Twilio-Idempotency-Token": str(uuid.uuid4()),
-        }
-        body = urlencode(form)
+        headers = signed_headers(self.token, webhook)
+        body = urlencode(webhook.form)
         started = time.monotonic()
         try:
-            self.conn.request("POST", url.removeprefix(self.target.origin), body, headers)
+            self.conn.request("POST", webhook.url.removeprefix(self.target.origin), body, headers)
             response = self.conn.getresponse()
             content = response.read()  # reading to the end closes a `Connection: close` socket
         except (OSError, http.client.HTTPException) as exc:
             self.conn.close()
-            self.tally.fail(f"webhook {index} {url}: {type(exc).__name__}: {exc}")
+            self.tally.fail(f"webhook {webhook.index} {webhook.url}: {type(exc).__name__}: {exc}")
             return None
-        ended = time.monotonic()
-        kind = response.getheader("Content-Type", "")
-        if response.status != 200 or not kind.startswith("text/xml"):
-            self.tally.fail(f"webhook {index} {url}: {response.status} {kind}")
-            return None
-        if self.target.expects[index] not in content:
-            expected = self.target.expects[index].decode()
-            text = content.decode("utf-8", "replace")[:300]
-            self.tally.fail(f"webhook {index} {url}: no {expected!r} in {text}")
-            return None
-        self.tally.ends.append(ended)
-        self.tally.latencies.append(ended - started)
-        self.tally.indexes.append(index)
-        return content
+        answer = Answer(response.status, response.getheader("Content-Type", ""), content)
+        return self.tally.check(self.target, webhook, answer, started)
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,13 +433,35 @@ def _share(total: int, index: int, parts: int) -> int:
     return total // parts + (1 if index < total % parts else 0)
 
 
+def _deal(total: int, parts: int) -> list[tuple[int, ...]]:
+    """0 .. total-1 dealt out in turn to `parts` hands (the callers of each client process)."""
+    return [tuple(range(total))[p::parts] for p in range(parts)]
+
+
+@contextmanager
+def _warming_up(ready: Barrier) -> Iterator[None]:
+    """A client process's warm-up: if it fails, the parent sees a broken barrier at once
+    instead of waiting for it."""
+    try:
+        yield
+    except BaseException:
+        ready.abort()
+        raise
+
+
+def _ready_and_go(ready: Barrier, go: Event) -> bool:
+    """Report ready, then wait for the parent's start (False: it never came)."""
+    ready.wait(READY_TIMEOUT)
+    return go.wait(READY_TIMEOUT)
+
+
 def client_process(
     job: Job, ready: Barrier, go: Event, start: Synchronized[float], out: Queue[ClientReport]
 ) -> None:
     """A client process: warm up (one call per caller), wait for the parent's start, run.
 
-    It starts with SIGINT blocked (see `run_phase`): Ctrl-C is the parent's to handle."""
-    try:
+    It starts with SIGINT blocked (see `_started`): Ctrl-C is the parent's to handle."""
+    with _warming_up(ready):
         callers = [Caller(job.target, job.token) for _ in job.callers]
         # A first call per caller, unmeasured: connects, lets every worker load scripts and open
         # its database pool, and shows a broken setup before the clock starts.
@@ -375,12 +470,8 @@ def client_process(
         for caller in callers:
             warmup.add(caller.tally)
             caller.tally = Tally()
-        ready.wait(READY_TIMEOUT)
-        if not go.wait(READY_TIMEOUT):
-            return
-    except BaseException:
-        ready.abort()  # the parent sees a broken barrier at once instead of waiting
-        raise
+    if not _ready_and_go(ready, go):
+        return
     t0 = start.value
     deadline = t0 + job.seconds
 
@@ -402,6 +493,274 @@ def client_process(
     for caller in callers:
         tally.add(caller.tally)
     out.put(ClientReport(tally, warmup, cpu))
+
+
+# ---- the held-calls client: asyncio, keep-alive connections shared by the calls -----------------
+
+
+@dataclass(slots=True)
+class _Connection:
+    """One keep-alive HTTP/1.1 connection of a KeepAlivePool."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    idle_since: float = 0.0
+
+    def reusable(self, now: float) -> bool:
+        """Open, and not idle so long that the server may be closing it right now."""
+        fresh = now - self.idle_since < IDLE_SECONDS
+        return fresh and not self.reader.at_eof() and not self.writer.is_closing()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class KeepAlivePool:
+    """At most `size` keep-alive HTTP/1.1 connections to one origin, shared by every call of a
+    client process as Twilio shares its connections between calls (not one per call: a gthread
+    worker holds at most 1000). A request waits for a free connection while all are busy; the
+    most recently used is taken first, so the others can idle out.
+
+    Plain asyncio streams and a few lines of HTTP/1.1 instead of an HTTP library: about a third
+    less client CPU per webhook than aiohttp, on the two cores the servers share. The answers
+    are framed by Content-Length (gunicorn's), chunked encoding, or the end of the connection;
+    any error closes the connection (the caller counts it)."""
+
+    def __init__(self, origin: str, size: int) -> None:
+        self.netloc = origin.removeprefix("http://")
+        host, _, port = self.netloc.rpartition(":")
+        self.address = (host, int(port))
+        self.slots = asyncio.Semaphore(size)
+        self.idle: list[_Connection] = []  # the most recently used last
+        self.opened = 0
+
+    async def post(self, path: str, body: bytes, headers: Mapping[str, str]) -> Answer:
+        """POST `body` to `path` and read the whole answer; raises OSError, EOFError,
+        ValueError or asyncio.LimitOverrunError when the exchange fails."""
+        lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        head = f"POST {path} HTTP/1.1\r\nHost: {self.netloc}\r\n{lines}"
+        request = f"{head}Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body
+        async with self.slots:
+            conn = await self._take()
+            try:
+                answer, keep = await _exchange(conn.reader, conn.writer, request)
+            except BaseException:  # a timeout (cancelled) too: the connection's state is unknown
+                conn.close()
+                raise
+            if keep:
+                conn.idle_since = time.monotonic()
+                self.idle.append(conn)
+            else:
+                conn.close()
+            return answer
+
+    async def _take(self) -> _Connection:
+        """A reusable idle connection, or a new one."""
+        now = time.monotonic()
+        while self.idle:
+            conn = self.idle.pop()
+            if conn.reusable(now):
+                return conn
+            conn.close()
+        reader, writer = await asyncio.open_connection(*self.address)
+        self.opened += 1
+        return _Connection(reader, writer)
+
+    def close(self) -> None:
+        while self.idle:
+            self.idle.pop().close()
+
+
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> tuple[Answer, bool]:
+    """Send one request and read its answer; (the answer, whether the connection stays open)."""
+    writer.write(request)
+    await writer.drain()
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+    status_line, *header_lines = head.removesuffix("\r\n\r\n").split("\r\n")
+    version, status, *_ = status_line.split(" ", 2)
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    code = int(status)
+    keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
+    if code < 200 or code in (204, 304):
+        content = b""
+    elif "chunked" in headers.get("transfer-encoding", "").lower():
+        content = await _read_chunked(reader)
+    elif "content-length" in headers:
+        content = await reader.readexactly(int(headers["content-length"]))
+    else:  # the answer ends with the connection
+        content, keep = await reader.read(), False
+    return Answer(code, headers.get("content-type", ""), content), keep
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    """A body in chunked transfer encoding (trailers read and dropped)."""
+    chunks = []
+    while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+        chunks.append(await reader.readexactly(size))
+        await reader.readexactly(2)  # the CRLF after the chunk
+    while await reader.readuntil(b"\r\n") != b"\r\n":
+        pass
+    return b"".join(chunks)
+
+
+class HumanCaller:
+    """Twilio's side of whole calls for the held-calls phase: any number at once in one event
+    loop, their webhooks on the process's KeepAlivePool, each webhook after a call's first one
+    sent a uniform random `pause` after the previous answer (a person listening, then keying or
+    hanging up). A call counts in `up` from its first answer to its end."""
+
+    def __init__(
+        self,
+        target: Target,
+        token: str,
+        pool: KeepAlivePool,
+        tally: Tally,
+        *,
+        pause: tuple[float, float] = (0.0, 0.0),
+        hang_up: Callable[[], bool] = lambda: False,
+        up: Synchronized[int] | None = None,
+    ) -> None:
+        self.target = target
+        self.token = token
+        self.pool = pool
+        self.tally = tally
+        self.pause = pause
+        self.hang_up = hang_up
+        self.up = up
+        self.account_sid = new_sid("AC")
+
+    async def call(self) -> bool:
+        """One whole call (or until `hang_up()`); whether it completed without a failure."""
+        plan = whole_call(self.target, self.account_sid, self.tally, self.hang_up)
+        webhook = next(plan)
+        counted = False
+        try:
+            while True:
+                answer = await self._post(webhook)
+                if answer is not None and webhook.index == 0 and self.up is not None:
+                    self.up.value += 1
+                    counted = True
+                if answer is not None and webhook.index < len(CALL):
+                    await self.wait()
+                try:
+                    webhook = plan.send(answer)
+                except StopIteration as done:
+                    return bool(done.value)
+        finally:
+            if counted and self.up is not None:
+                self.up.value -= 1
+
+    async def wait(self) -> None:
+        """As long as a person takes to listen and key."""
+        if self.pause[1] > 0:
+            await asyncio.sleep(random.uniform(*self.pause))
+
+    async def _post(self, webhook: Webhook) -> bytes | None:
+        """Post one signed webhook, waiting for a free connection first; its answer, or None
+        (counted as a failure). The latency runs from the webhook being due to its answer."""
+        headers = signed_headers(self.token, webhook)
+        body = urlencode(webhook.form).encode()
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(HTTP_TIMEOUT):
+                path = webhook.url.removeprefix(self.target.origin)
+                answer = await self.pool.post(path, body, headers)
+        except (OSError, EOFError, ValueError, asyncio.LimitOverrunError) as exc:
+            if isinstance(exc, TimeoutError):
+                why = f"no answer within {HTTP_TIMEOUT:g} s"
+            else:
+                why = f"{type(exc).__name__}: {exc}"
+            self.tally.fail(f"webhook {webhook.index} {webhook.url}: {why}")
+            return None
+        return self.tally.check(self.target, webhook, answer, started)
+
+
+@dataclass(frozen=True, slots=True)
+class HeldJob:
+    """One client process's share of the held-calls phase."""
+
+    target: Target
+    token: str
+    lines: tuple[int, ...]  # this process's lines, numbered over all processes
+    total_lines: int
+    pool: int  # keep-alive connections
+
+
+@dataclass(slots=True)
+class HeldReport:
+    """What a held-calls client process sends back (its CPU is read from /proc by the parent,
+    over the measured window alone)."""
+
+    tally: Tally
+    warmup: Tally  # `pool` unpaced calls at once, before the start
+    connections: int  # opened over the phase, warm-up included
+
+
+def held_process(
+    job: HeldJob,
+    ready: Barrier,
+    go: Event,
+    start: Synchronized[float],
+    deadline: Synchronized[float],
+    up: Synchronized[int],
+    out: Queue[HeldReport],
+) -> None:
+    """A held-calls client process: warm up, wait for the parent's start, then keep one call
+    up on each of its lines until the parent's `deadline` (inf until the window is known).
+
+    It starts with SIGINT blocked (see `_started`): Ctrl-C is the parent's to handle."""
+    asyncio.run(_held_client(job, ready, go, start, deadline, up, out))
+
+
+async def _held_client(
+    job: HeldJob,
+    ready: Barrier,
+    go: Event,
+    start: Synchronized[float],
+    deadline: Synchronized[float],
+    up: Synchronized[int],
+    out: Queue[HeldReport],
+) -> None:
+    pool = KeepAlivePool(job.target.origin, job.pool)
+    try:
+        warmup = Tally()
+        with _warming_up(ready):
+            # As many unpaced calls at once as there are connections: opens them, lets every
+            # worker thread load scripts and its database pool, and shows a broken setup.
+            caller = HumanCaller(job.target, job.token, pool, warmup)
+            await asyncio.gather(*(caller.call() for _ in range(job.pool)))
+        if not await asyncio.to_thread(_ready_and_go, ready, go):
+            return
+        tally = Tally()
+
+        def over() -> bool:
+            return time.monotonic() >= deadline.value
+
+        caller = HumanCaller(
+            job.target, job.token, pool, tally, pause=KEY_PAUSE, hang_up=over, up=up
+        )
+        first = start.value
+        await asyncio.gather(
+            *(_line(caller, first + RAMP_SECONDS * n / job.total_lines, over) for n in job.lines)
+        )
+        out.put(HeldReport(tally, warmup, pool.opened))
+    finally:
+        pool.close()
+
+
+async def _line(caller: HumanCaller, first: float, over: Callable[[], bool]) -> None:
+    """One line: whole calls back to back from `first` on, each ringing in as soon as the one
+    before has hung up, until `over()`; after a failed call, the pause of a key first (a
+    failing server is not called in a tight loop)."""
+    await asyncio.sleep(max(0.0, first - time.monotonic()))
+    while not over():
+        if not await caller.call():
+            await caller.wait()
 
 
 # ---- what the parent watches: CPU from /proc, Redis's own counters ------------------------------
@@ -445,6 +804,20 @@ class RedisCounters:
 
     commands: dict[str, int]  # INFO commandstats: calls per command (scripts' commands included)
     writes: int | None  # INFO stats total_writes_processed: replies written to clients
+
+
+@dataclass(frozen=True, slots=True)
+class RedisMemory:
+    """What Redis holds at one moment."""
+
+    used: int  # INFO memory used_memory: bytes allocated, data and overhead
+    clients: int  # mem_clients_normal, in `used`: the connections' buffers, which come and go
+    keys: int  # DBSIZE
+
+    @property
+    def data(self) -> int:
+        """What the data takes: used_memory less the clients' buffers."""
+        return self.used - self.clients
 
 
 @dataclass(frozen=True, slots=True)
@@ -494,6 +867,12 @@ class Watch:
             log_size=self.log.stat().st_size,
         )
 
+    def memory(self) -> RedisMemory:
+        """Redis's memory and keys. Two commands of ours: not to be read between snapshots."""
+        info = _info(self.redis, "memory")
+        used, clients = info.get("used_memory", 0), info.get("mem_clients_normal", 0)
+        return RedisMemory(int(used), int(clients), int(self.redis.dbsize()))
+
     def _backends(self) -> list[int]:
         """The PostgreSQL server processes serving the hotline's connections."""
         assert self.postgres is not None
@@ -519,7 +898,7 @@ def _info(client: redis.Redis, section: str) -> dict[str, Any]:
         return dict(client.info(section))
     from redis.cluster import RedisCluster
 
-    info = client.info(section, target_nodes=RedisCluster.ALL_NODES)  # type: ignore[call-arg]
+    info = client.info(section, target_nodes=RedisCluster.ALL_NODES)
     nodes = [v for v in info.values() if isinstance(v, dict)]
     summed: dict[str, Any] = {"process_ids": [node.get("process_id") for node in nodes]}
     for node in nodes:
@@ -528,7 +907,7 @@ def _info(client: redis.Redis, section: str) -> dict[str, Any]:
             if key.startswith("cmdstat_"):
                 calls = summed.setdefault(key, {"calls": 0})
                 calls["calls"] += int(value["calls"])
-            elif key == "total_writes_processed":
+            elif key in ("total_writes_processed", "used_memory", "mem_clients_normal"):
                 summed[key] = summed.get(key, 0) + int(value)
     return summed
 
@@ -609,6 +988,10 @@ class Phase:
             "  rest of the machine %": 100 * other / self.elapsed,
         }
 
+    def verdict(self) -> str | None:
+        """How the phase fares against a target it has (None: it has none)."""
+        return None
+
 
 def percentiles(seconds: Sequence[float]) -> dict[str, float | None]:
     """p50, p90, p99 (nearest rank) and max, in milliseconds (None without any)."""
@@ -618,6 +1001,92 @@ def percentiles(seconds: Sequence[float]) -> dict[str, float | None]:
         name: 1000 * ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else None
         for name, q in ranks.items()
     }
+
+
+class Latencies(TypedDict):
+    """A phase's latency fields."""
+
+    latencies_ms: dict[str, float | None]
+    latencies_by_webhook_ms: dict[str, dict[str, float | None]]
+    latencies_no_service_ms: dict[str, float | None]
+    latencies_service_ms: dict[str, float | None]
+
+
+def _latencies(tally: Tally, kept: Sequence[int]) -> Latencies:
+    """The latencies of the webhooks `kept` (positions in `tally`): all, by webhook of the
+    call, and apart for those that call the account service and those that do not."""
+
+    def of(webhooks: Container[int]) -> dict[str, float | None]:
+        return percentiles([tally.latencies[i] for i in kept if tally.indexes[i] in webhooks])
+
+    every = range(WEBHOOKS_PER_CALL)
+    return Latencies(
+        latencies_ms=of(every),
+        latencies_by_webhook_ms={label: of((n,)) for n, label in enumerate(WEBHOOK_NAMES)},
+        latencies_no_service_ms=of([n for n in every if n not in SERVICE_WEBHOOKS]),
+        latencies_service_ms=of(SERVICE_WEBHOOKS),
+    )
+
+
+class ServerCounts(TypedDict):
+    """A phase's fields read from the server side, between two snapshots."""
+
+    gunicorn_cpu: float
+    redis_cpu: float | None
+    postgres_cpu: float | None
+    machine_busy: float
+    redis_round_trips: int | None
+    redis_commands: int
+    redis_by_command: dict[str, int]
+    workers_restarted: bool
+
+
+def _server_counts(before: Snapshot, after: Snapshot, own_info: int) -> ServerCounts:
+    """What the servers did between two snapshots."""
+    trips, commands, by_command = _redis_delta(before.redis, after.redis, own_info)
+    return ServerCounts(
+        gunicorn_cpu=_ticks_delta(before.gunicorn, after.gunicorn) / CLK_TCK,
+        redis_cpu=_cpu(before.redis_ticks, after.redis_ticks),
+        postgres_cpu=_cpu(before.postgres, after.postgres),
+        machine_busy=(after.machine[0] - before.machine[0]) / CLK_TCK,
+        redis_round_trips=trips,
+        redis_commands=commands,
+        redis_by_command=by_command,
+        workers_restarted=not set(before.gunicorn) <= set(after.gunicorn),
+    )
+
+
+@contextmanager
+def _started(processes: Sequence[BaseProcess]) -> Iterator[None]:
+    """Start the client processes; on the way out, let them end (a few seconds) after a phase
+    that went well, stop them at once after an error or Ctrl-C.
+
+    Ctrl-C reaches the whole process group. The clients inherit a blocked SIGINT, so they
+    never see it (not even while importing) and the parent stops them in order."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        for process in processes:
+            process.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    ended = False
+    try:
+        yield
+        ended = True
+    finally:
+        for process in processes:
+            process.join(timeout=5 if ended else 0)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+
+
+def _wait_ready(ready: Barrier, name: str) -> None:
+    """Until every client process has warmed up."""
+    try:
+        ready.wait(READY_TIMEOUT)
+    except threading.BrokenBarrierError:
+        raise RuntimeError(f"{name}: a client process failed while warming up") from None
 
 
 def run_phase(
@@ -631,7 +1100,6 @@ def run_phase(
     """Warm up, snapshot, run the client processes, snapshot; the phase's counts."""
     ctx = mp.get_context("spawn")  # fresh interpreters: nothing of the parent's state is shared
     procs = max(1, min(opts.client_procs, opts.callers))
-    numbers = [tuple(range(opts.callers))[p::procs] for p in range(procs)]
     ready, go = ctx.Barrier(procs + 1), ctx.Event()
     start, out = ctx.Value("d", 0.0), ctx.Queue()
     seconds = opts.seconds if opts.calls is None or rate else math.inf
@@ -642,29 +1110,17 @@ def run_phase(
             name=f"bench-client-{p}",
             daemon=True,
             args=(
-                Job(target, token, numbers[p], opts.callers, seconds, calls, rate),
+                Job(target, token, numbers, opts.callers, seconds, calls, rate),
                 ready,
                 go,
                 start,
                 out,
             ),
         )
-        for p in range(procs)
+        for p, numbers in enumerate(_deal(opts.callers, procs))
     ]
-    # Ctrl-C reaches the whole process group. The clients inherit a blocked SIGINT, so they
-    # never see it (not even while importing) and the parent stops them in order.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        for process in processes:
-            process.start()
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    reported = False
-    try:
-        try:
-            ready.wait(READY_TIMEOUT)
-        except threading.BrokenBarrierError:
-            raise RuntimeError(f"{name}: a client process failed while warming up") from None
+    with _started(processes):
+        _wait_ready(ready, name)
         before = watch.snapshot()
         t0 = time.monotonic() + 0.05  # every caller starts at t0
         start.value = t0
@@ -673,20 +1129,12 @@ def run_phase(
         reports = [_report(out, processes, limit, name) for _ in processes]
         finished = time.monotonic()
         after = watch.snapshot()
-        reported = True
-    finally:
-        for process in processes:
-            process.join(timeout=5 if reported else 0)  # on an error or Ctrl-C: stop them now
-            if process.is_alive():
-                process.terminate()
-                process.join()
     tally, warmup = Tally(), Tally()
     for report in reports:
         tally.add(report.tally)
         warmup.add(report.warmup)
     window = seconds if calls is None else finished - t0
     in_window = [i for i, end in enumerate(tally.ends) if end <= t0 + window]
-    redis_delta = _redis_delta(before.redis, after.redis, watch.own_info)
     return Phase(
         name=name,
         callers=opts.callers,
@@ -699,27 +1147,10 @@ def run_phase(
         failures=tally.failures,
         failure_samples=[f"warm-up: {s}" for s in warmup.samples] + tally.samples,
         warmup_failures=warmup.failures,
-        latencies_ms=percentiles([tally.latencies[i] for i in in_window]),
-        latencies_by_webhook_ms={
-            label: percentiles([tally.latencies[i] for i in in_window if tally.indexes[i] == n])
-            for n, label in enumerate(WEBHOOK_NAMES)
-        },
-        latencies_no_service_ms=percentiles(
-            [tally.latencies[i] for i in in_window if tally.indexes[i] not in SERVICE_WEBHOOKS]
-        ),
-        latencies_service_ms=percentiles(
-            [tally.latencies[i] for i in in_window if tally.indexes[i] in SERVICE_WEBHOOKS]
-        ),
         client_cpu=sum(r.cpu_seconds for r in reports),
-        gunicorn_cpu=_ticks_delta(before.gunicorn, after.gunicorn) / CLK_TCK,
-        redis_cpu=_cpu(before.redis_ticks, after.redis_ticks),
-        postgres_cpu=_cpu(before.postgres, after.postgres),
-        machine_busy=(after.machine[0] - before.machine[0]) / CLK_TCK,
-        redis_round_trips=redis_delta[0],
-        redis_commands=redis_delta[1],
-        redis_by_command=redis_delta[2],
         server_log=_new_lines(watch.log, before.log_size),
-        workers_restarted=not set(before.gunicorn) <= set(after.gunicorn),
+        **_latencies(tally, in_window),
+        **_server_counts(before, after, watch.own_info),
     )
 
 
@@ -739,9 +1170,7 @@ def _cpu(
     return None
 
 
-def _report(
-    out: Queue[ClientReport], processes: Sequence[Any], limit: float, name: str
-) -> ClientReport:
+def _report(out: Queue[_R], processes: Sequence[BaseProcess], limit: float, name: str) -> _R:
     """The next client report; an error if the clients died or overran the phase's limit."""
     while time.monotonic() < limit:
         with contextlib.suppress(queue.Empty):
@@ -770,6 +1199,181 @@ def _new_lines(log: Path, offset: int) -> list[str]:
     with open(log, "rb") as f:
         f.seek(offset)
         return [line for line in f.read().decode("utf-8", "replace").splitlines() if line.strip()]
+
+
+# ---- the held-calls phase -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class HeldPhase(Phase):
+    """The held-calls phase: a Phase counted over its measured window (every call up; the ramp
+    and the hang-ups after it are outside), and what holding the calls costs Redis."""
+
+    hold_seconds: float  # asked for
+    ramp: float  # seconds from the first call ringing in until every line's call was up
+    held: list[int]  # calls up, counted every SAMPLE_SECONDS over the window
+    pool: int  # keep-alive connections per client process, at most
+    connections: int  # keep-alive connections the clients opened over the phase
+    memory_before: RedisMemory  # after the warm-up, before the first call rang in
+    memory_up: RedisMemory  # as soon as every call was up (each in its first steps)
+    memory_end: RedisMemory  # at the window's end
+    calls_ended: int  # completed by then: their state is kept store.ENDED_TTL seconds
+
+    def figures(self) -> dict[str, float | None]:
+        lines = max(self.callers, 1)
+
+        def per_call(now: RedisMemory, kb: bool) -> float:
+            if kb:
+                return (now.data - self.memory_before.data) / lines / 1024
+            return (now.keys - self.memory_before.keys) / lines
+
+        return {
+            **Phase.figures(self),  # (no bare super() in a slots dataclass)
+            "held calls min": float(min(self.held)) if self.held else None,
+            "held calls mean": sum(self.held) / len(self.held) if self.held else None,
+            "ramp s (until all up)": self.ramp,
+            "client connections opened": float(self.connections),
+            "redis KB/held call": per_call(self.memory_up, kb=True),
+            "redis keys/held call": per_call(self.memory_up, kb=False),
+            "  at the end KB/held call": per_call(self.memory_end, kb=True),
+            "  at the end keys/held call": per_call(self.memory_end, kb=False),
+        }
+
+    def verdict(self) -> str:
+        failed = self.failures + self.warmup_failures
+        p99 = self.latencies_ms["p99"]
+        faults = [f"{failed} failed webhooks"] if failed else []
+        if p99 is None or p99 > HELD_P99_MS:
+            faults.append(f"p99 {_ms(p99)} ms")
+        short = self.callers < HELD_TARGET_CALLS or self.hold_seconds < HELD_TARGET_SECONDS
+        scale = f" (the target's scale is {HELD_TARGET_CALLS} for {HELD_TARGET_SECONDS:g} s)"
+        return (
+            f"target: 0 failed webhooks and p99 <= {HELD_P99_MS:g} ms with {self.callers} "
+            f"calls held {self.hold_seconds:g} s{scale if short else ''}: "
+            + (f"FAIL ({', '.join(faults)})" if faults else "PASS")
+        )
+
+
+def run_held(
+    name: str, target: Target, token: str, opts: argparse.Namespace, watch: Watch
+) -> HeldPhase:
+    """Warm up; ring in every line's first call, spread over RAMP_SECONDS; from the moment all
+    are up, measure --hold-seconds (the servers' and the clients' CPU and Redis's counters at
+    both ends, Redis's memory, the calls up every SAMPLE_SECONDS); then every caller hangs up
+    where it would key next. The phase's counts."""
+    ctx = mp.get_context("spawn")
+    lines = opts.held
+    procs = max(1, min(opts.client_procs, lines))
+    ready, go = ctx.Barrier(procs + 1), ctx.Event()
+    start, deadline = ctx.Value("d", 0.0), ctx.Value("d", math.inf)
+    ups = [ctx.Value("i", 0) for _ in range(procs)]
+    out: Queue[HeldReport] = ctx.Queue()
+    processes = [
+        ctx.Process(
+            target=held_process,
+            name=f"bench-held-{p}",
+            daemon=True,
+            args=(
+                HeldJob(target, token, numbers, lines, opts.pool),
+                ready,
+                go,
+                start,
+                deadline,
+                ups[p],
+                out,
+            ),
+        )
+        for p, numbers in enumerate(_deal(lines, procs))
+    ]
+    with _started(processes):
+        pids = [p.pid for p in processes if p.pid is not None]
+        _wait_ready(ready, name)
+        memory_before, log_size = watch.memory(), watch.log.stat().st_size
+        t0 = time.monotonic() + 0.05  # the first line's first call rings in
+        start.value = t0
+        go.set()
+        all_up = _until_up(ups, lines, processes, t0 + RAMP_SECONDS + HTTP_TIMEOUT, name)
+        memory_up = watch.memory()  # Redis's commands of ours stay outside the snapshots
+        clients, before = _ticks(pids), watch.snapshot()
+        start_at = time.monotonic()
+        deadline.value = start_at + opts.hold_seconds
+        held = _count_up(ups, processes, deadline.value, name)
+        after, clients_after = watch.snapshot(), _ticks(pids)
+        memory_end = watch.memory()
+        read_at = time.monotonic()
+        reports = [_report(out, processes, read_at + DRAIN_TIMEOUT, name) for _ in processes]
+    tally, warmup = Tally(), Tally()
+    for report in reports:
+        tally.add(report.tally)
+        warmup.add(report.warmup)
+    end_at = deadline.value
+    in_window = [i for i, end in enumerate(tally.ends) if start_at <= end <= end_at]
+    # What the lines offer: a call's webhooks over its pauses (the answers taken as instant).
+    offered = lines * WEBHOOKS_PER_CALL / (len(CALL) * sum(KEY_PAUSE) / 2)
+    return HeldPhase(
+        name=name,
+        callers=lines,
+        window=end_at - start_at,
+        elapsed=end_at - start_at,  # the clients' CPU too is read over the window alone
+        target_rate=offered,
+        webhooks=len(in_window),
+        calls=sum(1 for end in tally.call_ends if start_at <= end <= end_at),
+        webhooks_all=len(in_window),  # the server's CPU is read over the window too
+        failures=tally.failures,
+        failure_samples=[f"warm-up: {s}" for s in warmup.samples] + tally.samples,
+        warmup_failures=warmup.failures,
+        client_cpu=_ticks_delta(clients, clients_after) / CLK_TCK,
+        server_log=_new_lines(watch.log, log_size),
+        **_latencies(tally, in_window),
+        **_server_counts(before, after, watch.own_info),
+        hold_seconds=opts.hold_seconds,
+        ramp=all_up - t0,
+        held=held,
+        pool=opts.pool,
+        connections=sum(r.connections for r in reports),
+        memory_before=memory_before,
+        memory_up=memory_up,
+        memory_end=memory_end,
+        calls_ended=sum(1 for end in tally.call_ends if end <= read_at),
+    )
+
+
+def _calls_up(ups: Sequence[Synchronized[int]]) -> int:
+    return sum(up.value for up in ups)
+
+
+def _alive(processes: Sequence[BaseProcess], name: str) -> None:
+    if not all(process.is_alive() for process in processes):
+        raise RuntimeError(f"{name}: a client process died")
+
+
+def _until_up(
+    ups: Sequence[Synchronized[int]],
+    lines: int,
+    processes: Sequence[BaseProcess],
+    limit: float,
+    name: str,
+) -> float:
+    """When every line's call was up (answered), or `limit` if that never came."""
+    while _calls_up(ups) < lines and time.monotonic() < limit:
+        _alive(processes, name)
+        time.sleep(0.01)
+    return time.monotonic()
+
+
+def _count_up(
+    ups: Sequence[Synchronized[int]], processes: Sequence[BaseProcess], until: float, name: str
+) -> list[int]:
+    """The calls up, counted every SAMPLE_SECONDS from now until `until`."""
+    counts = []
+    due = time.monotonic()
+    while due < until:
+        time.sleep(max(0.0, due - time.monotonic()))
+        _alive(processes, name)
+        counts.append(_calls_up(ups))
+        due += SAMPLE_SECONDS
+    time.sleep(max(0.0, until - time.monotonic()))
+    return counts
 
 
 # ---- the servers --------------------------------------------------------------------------------
@@ -974,6 +1578,8 @@ def describe(phase: Phase) -> None:
         for name, p in phase.latencies_by_webhook_ms.items()
     )
     print(f"    latency p50/p99 ms by webhook of the call: {by_webhook}")
+    if isinstance(phase, HeldPhase):
+        _describe_held(phase)
     if phase.redis_by_command:
         per = ", ".join(
             f"{name} {n / max(phase.webhooks_all, 1):.2f}"
@@ -999,6 +1605,31 @@ def describe(phase: Phase) -> None:
             print(f"      {line}")
 
 
+def _describe_held(phase: HeldPhase) -> None:
+    """What the held-calls phase adds: the calls up, Redis's memory, the verdict."""
+    f = phase.figures()
+    print(
+        f"    held calls: {f['held calls min'] or 0:.0f} min, {f['held calls mean'] or 0:.1f} "
+        f"mean of {phase.callers} (counted every {SAMPLE_SECONDS:g} s), "
+        f"{phase.held[0] if phase.held else 0} up when the window opened, {phase.ramp:.1f} s "
+        f"after the first rang in; {phase.connections} keep-alive connections opened (at most "
+        f"{phase.pool} at once per client process)"
+    )
+    print(
+        f"    Redis per held call: {f['redis KB/held call'] or 0:.2f} KB, "
+        f"{f['redis keys/held call'] or 0:.2f} keys as all came up (each in its first steps); "
+        f"{f['  at the end KB/held call'] or 0:.2f} KB, "
+        f"{f['  at the end keys/held call'] or 0:.2f} keys at the end, with the state of "
+        f"{phase.calls_ended} completed calls kept {store.ENDED_TTL} s"
+    )
+    print(f"    {phase.verdict()}")
+    if (f["held calls mean"] or 0) < 0.99 * phase.callers:
+        print(
+            "    WARNING: fewer calls were up than lines: a new call is up only once its first "
+            "webhook is answered (slow answers, or failed calls)"
+        )
+
+
 def write_json(
     path: Path, opts: argparse.Namespace, phases: Sequence[Phase], env: dict[str, Any]
 ) -> None:
@@ -1006,7 +1637,10 @@ def write_json(
     document = {
         "settings": settings,
         "environment": env,
-        "phases": [{**asdict(p), "figures": p.figures()} for p in phases],
+        "phases": [
+            {**asdict(p), "figures": p.figures(), **({"verdict": v} if (v := p.verdict()) else {})}
+            for p in phases
+        ],
         "hotline/baseline webhooks/s": _ratio(phases),
     }
     path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
@@ -1077,6 +1711,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=2,
         help="client processes the callers are spread over (default 2)",
     )
+    parser.add_argument(
+        "--held",
+        type=int,
+        metavar="N",
+        help="run the held-calls phase instead of the others: N calls up at all times, a key "
+        "every 2-5 s, for --hold-seconds",
+    )
+    parser.add_argument(
+        "--hold-seconds",
+        type=float,
+        default=HELD_TARGET_SECONDS,
+        help=f"how long --held holds its calls, once all are up (default {HELD_TARGET_SECONDS:g})",
+    )
+    parser.add_argument(
+        "--pool",
+        type=int,
+        default=32,
+        help="--held: keep-alive connections per client process, shared by its calls (default 32)",
+    )
     parser.add_argument("--redis-url", help="use this Redis instead of an embedded one")
     parser.add_argument(
         "--database-url",
@@ -1096,6 +1749,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--threads and --rate must be positive")
     if opts.calls is not None and opts.calls < 1:
         parser.error("--calls must be positive")
+    if opts.held is not None:
+        if opts.held < 1 or opts.hold_seconds <= 0 or opts.pool < 1:
+            parser.error("--held, --hold-seconds and --pool must be positive")
+        if opts.calls is not None or opts.rate is not None:
+            parser.error("--held runs alone: not with --calls or --rate")
     return opts
 
 
@@ -1108,6 +1766,23 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def phases_on(
+    app: str, prefix: str, target: Target, token: str, opts: argparse.Namespace, watch: Watch
+) -> Iterator[Phase]:
+    """The phases of one server, each as it ends: with --held, the held calls alone; else one
+    at full speed and, for the hotline, one paced (to half the rate it reached, or --rate)."""
+    if opts.held:
+        yield run_held(f"{prefix}held", target, token, opts, watch)
+        return
+    full = run_phase(prefix + app, target, token, opts, watch)
+    yield full
+    if app == "hotline":
+        rate = opts.rate or 0.5 * full.webhooks / full.window
+        paced = f"@{opts.rate:g}/s" if opts.rate else "@50%"
+        label = f"{prefix}{paced}" if prefix else f"hotline {paced}"
+        yield run_phase(label, target, token, opts, watch, rate=rate)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
     _stop_on_sigterm()
@@ -1117,12 +1792,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with contextlib.ExitStack() as stack:
             backends = stack.enter_context(hotline_backends(folder, opts, token))
+            if opts.held:
+                load = (
+                    f"{opts.held} held calls in {min(opts.client_procs, opts.held)} client "
+                    f"processes (at most {opts.pool} keep-alive connections each)"
+                )
+                length = f"held {opts.hold_seconds:g} s once all are up"
+            else:
+                load = f"{opts.callers} callers in {opts.client_procs} client processes"
+                length = f"{opts.seconds:g} s per phase"
             print(
-                f"{opts.callers} callers in {opts.client_procs} client processes, "
-                f"gunicorn --workers {opts.workers} --worker-class {opts.worker_class} "
+                f"{load}, gunicorn --workers {opts.workers} --worker-class {opts.worker_class} "
                 f"(gthread: --threads {opts.threads}), Redis {_redacted(backends.redis_url)}, "
                 f"database {_redacted(backends.database.url)}, "
-                f"{opts.seconds:g} s per phase, {os.cpu_count()} CPUs, code {_code_version()}"
+                f"{length}, {os.cpu_count()} CPUs, code {_code_version()}"
             )
             env = backends.env
             if opts.accounts_delay is not None:
@@ -1132,7 +1815,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 env = env | {"ACCOUNTS_URL": accounts_url}
                 print(f"account service over HTTP, {opts.accounts_delay:g} ms per request")
             apps = [("hotline", "ivr:create_app()", hotline_target)]
-            if not opts.no_baseline:
+            if not opts.no_baseline and not opts.held:
                 apps.insert(0, ("baseline", "baseline:app", baseline_target))
             for spec in opts.worker_classes:
                 prefix = f"{spec} " if len(opts.worker_classes) > 1 else ""
@@ -1143,16 +1826,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         watch = Watch(server.process.pid, server.log, backends)
                         try:
                             target = make_target(server.origin)
-                            phases.append(run_phase(prefix + name, target, token, opts, watch))
-                            describe(phases[-1])
-                            if name == "hotline":
-                                rate = opts.rate or 0.5 * phases[-1].webhooks / phases[-1].window
-                                paced = f"@{opts.rate:g}/s" if opts.rate else "@50%"
-                                label = f"{prefix}{paced}" if prefix else f"hotline {paced}"
-                                phases.append(
-                                    run_phase(label, target, token, opts, watch, rate=rate)
-                                )
-                                describe(phases[-1])
+                            for phase in phases_on(name, prefix, target, token, opts, watch):
+                                describe(phase)
+                                phases.append(phase)
                         finally:
                             watch.close()
             environment = _environment(backends)

@@ -3,15 +3,18 @@
 Each web worker answers many webhooks at once (one per thread), and every webhook adds a few
 entries to the call log. Written one transaction per webhook, the database's per-transaction
 work (the connection, BEGIN, COMMIT, each statement's preparation) is most of what a webhook
-costs. Here the webhook's thread hands its writes to one writer thread per process and waits:
-the writer takes everything waiting, writes it in one transaction, and wakes every thread
-whose writes it held. A webhook is answered only once its entries are written (they survive a
+costs. Here a thread with writes to make queues them; if no thread is writing, it becomes the
+writer itself (no hand-over to another thread: alone, a webhook writes its own entries as it
+would without any of this) and writes everything queued, in order, in one transaction; the
+threads that queued writes meanwhile wait, and the next of them writes what queued up during
+that transaction. A webhook is answered only once its entries are written (they survive a
 worker killed a moment later), and under load the writes of many webhooks share a transaction.
 
-When the database does not answer, the writer keeps what it holds and tries again every
-`retry` seconds; a webhook waits at most `wait` seconds for its write, then goes on (the caller
-is not kept waiting for the log), and its entries are written when the database is back.
-At most `limit` writes are held; past that the oldest are dropped, and said so in the log.
+When the database does not answer, the writes are kept, and a thread of its own tries them
+again every `retry` seconds until it takes them; a webhook waits at most `wait` seconds for
+its write, then goes on (the caller is not kept waiting for the log), and its entries are
+written when the database is back. At most `limit` writes are held; past that the oldest are
+dropped, and said so in the log.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 log = logging.getLogger("ivr.groupcommit")
@@ -35,11 +38,12 @@ SAY_EVERY = 10.0  # seconds between two log lines about dropped writes
 @dataclass(slots=True)
 class _Pending(Generic[T]):
     items: Sequence[T]
-    done: threading.Event = field(default_factory=threading.Event)
+    done: bool = False  # no longer held: written, or dropped
+    written: bool = False
 
 
 class GroupCommit(Generic[T]):
-    """Hand writes to one writer thread that writes whatever is waiting in one go.
+    """Write what threads hand over in batches, one batch at a time, in the order handed over.
 
     `write(items)` writes a batch in one transaction or raises; `retryable` tells a database
     out of reach (try the same batch again later) from a batch that cannot be written (each
@@ -63,12 +67,16 @@ class GroupCommit(Generic[T]):
         self.retry = retry
         self.limit = limit
         self.batch = batch
+        self._cond = threading.Condition()
         self._queue: deque[_Pending[T]] = deque()
         self._held = 0  # items queued or being written
-        self._cond = threading.Condition()
-        self._pid = 0  # the process whose writer thread runs (a forked child starts its own)
+        self._writing = False  # a thread is writing a batch now
+        self._waiting = 0  # threads waiting for their writes (one of them writes next)
+        self._away = False  # the database is out of reach: the retry thread has the queue
+        self._pid = os.getpid()
         self._dropped = 0  # since it was last said in the log
         self._said_at = -SAY_EVERY
+        atexit.register(self.flush)
 
     def put(self, items: Sequence[T]) -> bool:
         """Write `items` (together, in order); True once written, False if still held after
@@ -77,50 +85,66 @@ class GroupCommit(Generic[T]):
             return True
         pending = _Pending(items)
         with self._cond:
-            self._start()
+            self._forked()
             self._queue.append(pending)
             self._held += len(items)
             self._shed()
-            self._cond.notify()
-        return pending.done.wait(self.wait)
+            if not self._turn(lambda: pending.done, time.monotonic() + self.wait):
+                return pending.written
+        self._lead(lambda: pending.done)
+        return pending.written
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until everything handed over so far is written (or dropped); False on timeout."""
-        deadline = time.monotonic() + timeout
+        """Write everything handed over so far (or wait while the database is away); False if
+        some is still held after `timeout` seconds."""
         with self._cond:
-            while self._held and time.monotonic() < deadline:
-                self._cond.wait(min(0.05, max(0.0, deadline - time.monotonic())))
-            return not self._held
+            if not self._turn(lambda: not self._held, time.monotonic() + timeout):
+                return not self._held
+        self._lead(lambda: not self._queue)
+        return True
 
-    def _start(self) -> None:
-        """Start this process's writer thread if it has none (called holding the lock)."""
-        if self._pid == os.getpid():
-            return
-        self._pid = os.getpid()
-        self._queue.clear()  # a forked child's copy of its parent's queue is not its to write
-        self._held = 0
-        thread = threading.Thread(target=self._run, name=f"{self.name} writer", daemon=True)
-        thread.start()
-        atexit.register(self.flush)
+    # --- inside -------------------------------------------------------------------------
 
-    def _shed(self) -> None:
-        """Drop the oldest waiting writes beyond `limit` (called holding the lock)."""
-        while self._held > self.limit and len(self._queue) > 1:
-            oldest = self._queue.popleft()
-            self._held -= len(oldest.items)
-            self._dropped += len(oldest.items)
-            oldest.done.set()
-        now = time.monotonic()
-        if self._dropped and now >= self._said_at + SAY_EVERY:
-            log.error("%s: dropped %d writes the database could not take in time",
-                      self.name, self._dropped)  # fmt: skip
-            self._dropped, self._said_at = 0, now
+    def _turn(self, done: Callable[[], bool], deadline: float) -> bool:
+        """Wait (holding the lock) until `done`, or until this thread may write: True then,
+        with the writing claimed. False when done, or at the deadline."""
+        self._waiting += 1
+        try:
+            while not done():
+                if not self._writing and not self._away:
+                    self._writing = True
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return False
+        finally:
+            self._waiting -= 1
+
+    def _lead(self, done: Callable[[], bool]) -> None:
+        """Write batches until `done`, and on while writes are queued that no waiting thread
+        will write (their threads stopped waiting); then let the next writer go."""
+        while True:
+            taken = self._take()
+            written = self._write_batch(taken) if taken else True
+            with self._cond:
+                self._settle(taken, written)
+                if not written or (done() and (self._waiting or not self._queue)):
+                    self._writing = False
+                    self._cond.notify_all()
+                    return
+
+    def _forked(self) -> None:
+        """In a forked child, forget the parent's queue and writer (called holding the lock)."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._queue.clear()
+            self._held, self._writing, self._away, self._waiting = 0, False, False, 0
 
     def _take(self) -> list[_Pending[T]]:
-        """Everything waiting (up to `batch` items), after waiting for something."""
+        """What is queued, oldest first, up to `batch` items (at least one hand-over)."""
         with self._cond:
-            while not self._queue:
-                self._cond.wait()
             taken: list[_Pending[T]] = []
             count = 0
             while self._queue and (not taken or count + len(self._queue[0].items) <= self.batch):
@@ -129,38 +153,71 @@ class GroupCommit(Generic[T]):
                 count += len(pending.items)
             return taken
 
-    def _run(self) -> None:
-        while True:
-            taken = self._take()
-            self._write_all(taken)
-            with self._cond:
-                self._held -= sum(len(p.items) for p in taken)
-                self._cond.notify_all()
+    def _settle(self, taken: list[_Pending[T]], written: bool) -> None:
+        """After a batch (called holding the lock): done, or back to the queue's front while
+        the database is away (and the retry thread started)."""
+        if written:
             for pending in taken:
-                pending.done.set()
+                pending.done = pending.written = True
+            self._held -= sum(len(p.items) for p in taken)
+            self._cond.notify_all()
+            return
+        self._queue.extendleft(reversed(taken))
+        if not self._away:
+            self._away = True
+            threading.Thread(target=self._retry, name=f"{self.name} retry", daemon=True).start()
 
-    def _write_all(self, taken: list[_Pending[T]]) -> None:
-        """Write a batch, trying again while the database is away; a batch that cannot be
-        written is written one webhook's writes at a time, and what still fails is dropped."""
-        items = [item for pending in taken for item in pending.items]
-        away = False
-        while True:
-            try:
-                self._write(items)
-                if away:
-                    log.warning("%s: the database answers again; held writes written", self.name)
-                return
-            except Exception as exc:
-                if not self._retryable(exc):
-                    break
-                if not away:
-                    log.error("%s: the database is out of reach (%s); holding %d writes, "
-                              "trying again", self.name, type(exc).__name__, len(items))
-                    away = True
-                time.sleep(self.retry)
+    def _write_batch(self, taken: list[_Pending[T]]) -> bool:
+        """One try: True if written (or what the database refused dropped), False if it is
+        out of reach. A refused batch is written one hand-over at a time."""
+        try:
+            self._write([item for pending in taken for item in pending.items])
+            return True
+        except Exception as exc:
+            if self._retryable(exc):
+                return False
         for pending in taken:
             try:
                 self._write(list(pending.items))
             except Exception as exc:
                 log.error("%s: dropped %d writes the database refused (%s)", self.name,
                           len(pending.items), type(exc).__name__)  # fmt: skip
+        return True
+
+    def _retry(self) -> None:
+        """While the database is away: try the queue again every `retry` seconds."""
+        with self._cond:
+            held = self._held
+        log.error("%s: the database is out of reach; holding %d writes, trying again",
+                  self.name, held)  # fmt: skip
+        while True:
+            time.sleep(self.retry)
+            while True:
+                taken = self._take()
+                if not taken:
+                    with self._cond:
+                        if not self._queue:
+                            self._away = False
+                            self._cond.notify_all()
+                            log.warning("%s: the database answers again; held writes written",
+                                        self.name)  # fmt: skip
+                            return
+                    continue
+                written = self._write_batch(taken)
+                with self._cond:
+                    self._settle(taken, written)
+                if not written:
+                    break
+
+    def _shed(self) -> None:
+        """Drop the oldest waiting writes beyond `limit` (called holding the lock)."""
+        while self._held > self.limit and len(self._queue) > 1:
+            oldest = self._queue.popleft()
+            self._held -= len(oldest.items)
+            self._dropped += len(oldest.items)
+            oldest.done = True  # not written: its thread's `put` says False
+        now = time.monotonic()
+        if self._dropped and now >= self._said_at + SAY_EVERY:
+            log.error("%s: dropped %d writes the database could not take in time",
+                      self.name, self._dropped)  # fmt: skip
+            self._dropped, self._said_at = 0, now

@@ -437,17 +437,14 @@ class Store:
         return word
 
     def is_locked(self, digest: str) -> bool:
-        """Whether an ID number is locked after too many wrong PINs."""
+        """Whether an ID number is locked after too many wrong PINs (for tools and tests: a
+        webhook learns it from `admit` or `gate_pin`)."""
         return bool(self._ask(lambda: self.redis.exists(self._id_keys(digest)[1])))
 
     def record_failure(self, digest: str) -> bool:
         """Count a wrong PIN for an ID number; True if it is (now) locked."""
         keys = self._id_keys(digest)
         return bool(self._ask(lambda: self._fail(keys, [MAX_FAILURES, LOCK_SECONDS])))
-
-    def clear_failures(self, digest: str) -> None:
-        """A right PIN: the failures in a row start again from zero."""
-        self._ask(lambda: self.redis.delete(self._id_keys(digest)[0]))
 
     def unlock(self, digest: str) -> bool:
         """Lift an ID number's lock, its failure count and its PIN-check limit; True if it was

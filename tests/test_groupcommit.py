@@ -102,11 +102,33 @@ def test_past_the_limit_the_oldest_held_writes_are_dropped_and_said(
     db = Database()
     group = commit(db, wait=0.01, limit=3)
     db.away = True
-    assert group.put(["held by the writer"]) is False  # taken: retried until the database is back
+    assert group.put(["oldest"]) is False  # held, tried again until the database is back
     time.sleep(0.05)
     for n in range(5):
         group.put([f"queued {n}"])
     db.away = False
     assert group.flush(timeout=5)
-    assert db.written == ["held by the writer", "queued 3", "queued 4"]  # 3 held at most
+    assert db.written == ["queued 2", "queued 3", "queued 4"]  # the 3 newest: 3 held at most
     assert "test: dropped 1 writes the database could not take in time" in caplog.text
+
+
+def test_alone_a_thread_writes_its_own_entries_itself() -> None:
+    """No hand-over to another thread when nobody else is writing: the write runs in the
+    thread that puts it, as a plain write would."""
+    writers: list[int] = []
+    group = GroupCommit(lambda items: writers.append(threading.get_ident()),
+                        lambda exc: False, name="test")  # fmt: skip
+    assert group.put(["a"]) and group.put(["b"])
+    assert writers == [threading.get_ident()] * 2
+
+
+def test_writes_whose_threads_stopped_waiting_are_still_written() -> None:
+    db = Database(delay=0.3)  # a slow database: the second thread gives up waiting
+    group = commit(db, wait=0.05)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(group.put, ["first"])
+        time.sleep(0.05)
+        second = pool.submit(group.put, ["second"])
+        assert second.result() is False
+        assert first.result() is True
+    assert db.written == ["first", "second"], "the writer went on with what was left queued"

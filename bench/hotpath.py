@@ -76,12 +76,13 @@ def main() -> int:
         def call() -> None:
             sid = new_sid("CA")
             params = {"CallSid": sid, "AccountSid": "AC" + "0" * 32, "From": "+8613800138000",
-                      "To": "+8612333", "CallStatus": "ringing", "Direction": "inbound"}  # fmt: skip
+                      "To": "+8612333", "CallStatus": "ringing",
+                      "Direction": "inbound"}  # fmt: skip
             url = BASE + "/voice"
             for step in CALL:
                 form = params | step.form()
-                answer = client.post(urlsplit(url).path, data=form,
-                                     headers={"X-Twilio-Signature": sign(token, url, form)})  # fmt: skip
+                signature = {"X-Twilio-Signature": sign(token, url, form)}
+                answer = client.post(urlsplit(url).path, data=form, headers=signature)
                 body = answer.get_data(as_text=True)
                 if step.expect not in body:
                     raise SystemExit(f"{step.name}: no {step.expect!r} in {body[:300]}")
@@ -103,7 +104,8 @@ def main() -> int:
         print(f"{opts.calls} calls, {n} webhooks, ms CPU per webhook: {spent / n * 1000:.3f} "
               f"in all = {main / n * 1000:.3f} answering (with Flask's test client) + "
               f"{writer / n * 1000:.3f} writing the call log + "
-              f"{(spent - main - writer) / n * 1000:.3f} other threads; Redis runs apart")  # fmt: skip
+              f"{(spent - main - writer) / n * 1000:.3f} other threads; "
+              "Redis runs apart")  # fmt: skip
         profile = cProfile.Profile(time.thread_time)  # CPU of the answering thread only
         profile.enable()
         for _ in range(opts.calls):

@@ -187,7 +187,8 @@ def list_(limit: int) -> None:
     for r in records:
         secs = "" if r.duration is None else str(r.duration)
         click.echo(f"{r.started_at:%Y-%m-%d %H:%M:%S}  {r.call_sid:34}  {r.caller:14}  "
-                   f"{secs:>5}  {r.auth or '-':8}  {r.last_node or '-':13}  {r.outcome}")  # fmt: skip
+                   f"{secs:>5}  {r.auth or '-':8}  {r.last_node or '-':13}  "
+                   f"{r.outcome}")  # fmt: skip
 
 
 @calls.command()
@@ -197,7 +198,8 @@ def show(call_sid: str) -> None:
     record = _call_log(_settings()).get(call_sid)
     if record is None:
         raise click.ClickException(f"no call {call_sid} in the call log")
-    click.echo(f"Call {record.call_sid} from {record.caller}, {record.started_at:%Y-%m-%d %H:%M:%S} UTC")
+    started = f"{record.started_at:%Y-%m-%d %H:%M:%S}"
+    click.echo(f"Call {record.call_sid} from {record.caller}, {started} UTC")
     click.echo(f"outcome {record.outcome}, auth {record.auth or '-'}, "
                f"duration {record.duration if record.duration is not None else '?'} s")  # fmt: skip
     for entry in record.timeline:

@@ -322,8 +322,9 @@ class Hotline:
                         "call %s from %s is refused", masked, limits.id_checks, limits.window,
                         hook.call_sid, mask_number(hook.caller))  # fmt: skip
             return PinChecked("limited")
+        digest, pin = effect.id_digest, effect.pin
         result, ok = self._call("verify_pin", entries, now,
-                                lambda: self.accounts.verify_pin(effect.id_digest, effect.pin))  # fmt: skip
+                                lambda: self.accounts.verify_pin(digest, pin))  # fmt: skip
         if not ok:
             return PinChecked("unavailable")
         if result.ok:  # the failure count starts again with the step's commit

@@ -136,5 +136,6 @@ def _holidays(path: str | None) -> frozenset[datetime.date]:
         try:
             days.add(datetime.date.fromisoformat(word[0]))
         except ValueError:
-            raise ConfigError(f"IVR_HOLIDAYS: {path} line {number}: not a date YYYY-MM-DD") from None
+            where = f"IVR_HOLIDAYS: {path} line {number}"
+            raise ConfigError(f"{where}: not a date YYYY-MM-DD") from None
     return frozenset(days)

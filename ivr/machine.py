@@ -79,6 +79,9 @@ ENGINE_PROMPTS = (
 Says = tuple[Say, ...]
 
 
+NO_HOURS = Localized(())
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
     """What the engine may know of the world outside the call: whether agents answer now,
@@ -86,7 +89,7 @@ class Context:
 
     agents_open: bool = True
     agents_exist: bool = True
-    hours: Localized = Localized(())
+    hours: Localized = NO_HOURS
 
     def params(self, names: tuple[str, ...]) -> dict[str, Param]:
         """The context values a node's prompt uses."""

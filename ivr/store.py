@@ -63,7 +63,8 @@ return {'stale', h[4] or ''}
 
 _COMMIT = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'state', ARGV[3], 'reply_seq', ARGV[4], 'reply', ARGV[5])
+redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'state', ARGV[3],
+           'reply_seq', ARGV[4], 'reply', ARGV[5])
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 redis.call('DEL', KEYS[2])
 return 1

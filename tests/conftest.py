@@ -35,7 +35,8 @@ def fresh_database(folder: Path) -> Iterator[str]:
     with engine.begin() as conn:
         conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
     try:
-        scoped = sa.make_url(_normalise(url)).update_query_dict({"options": f"-csearch_path={schema}"})
+        search_path = {"options": f"-csearch_path={schema}"}
+        scoped = sa.make_url(_normalise(url)).update_query_dict(search_path)
         yield scoped.render_as_string(hide_password=False)
     finally:
         with engine.begin() as conn:
@@ -82,9 +83,11 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 def hotline(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Server]:
     """The hotline under gunicorn with the test accounts and an agent queue named `agents`."""
     folder = tmp_path_factory.mktemp("hotline")
-    with fresh_database(folder) as url:
-        with serve(folder, redis_url, url, extra_env={"IVR_AGENT_QUEUE": "agents"}) as server:
-            yield server
+    with (
+        fresh_database(folder) as url,
+        serve(folder, redis_url, url, extra_env={"IVR_AGENT_QUEUE": "agents"}) as server,
+    ):
+        yield server
 
 
 @pytest.fixture

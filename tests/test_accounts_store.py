@@ -1,4 +1,5 @@
-"""AccountStore against the real database: import and its validation, PIN checks, queries, card loss."""
+"""AccountStore against the real database: import and its validation, PIN checks, queries,
+card loss."""
 
 from __future__ import annotations
 
@@ -162,7 +163,8 @@ def test_import_is_idempotent(store: AccountStore) -> None:
 
 
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
-    """A change to a record: set the value at a dotted path (`card.status`, `transactions.0.cash`)."""
+    """A change to a record: set the value at a dotted path (`card.status`,
+    `transactions.0.cash`)."""
 
     def change(record: dict[str, Any]) -> None:
         *parents, last = path.split(".")

@@ -58,8 +58,9 @@ def test_english_service(sim: Simulator) -> None:
     call.press("1").expect_heard("18-character ID number")
     call.press(ZHANG_KEYS).expect_heard("6-digit PIN")
     call.press("135790").expect_heard("Your personal account balance is 1,234.56 yuan.")
-    call.press("1").expect_heard("Record 1 of 3", "November 20", "outpatient care",
-                                 "Total 500.00 yuan", "the pooled fund paid 300.00 yuan")  # fmt: skip
+    first = ("Record 1 of 3", "November 20", "outpatient care", "Total 500.00 yuan",
+             "the pooled fund paid 300.00 yuan")  # fmt: skip
+    call.press("1").expect_heard(*first)
     call.press("9").expect_heard("not a valid choice")  # 9 only switches language in the main menu
 
 
@@ -78,9 +79,12 @@ def test_wrong_check_digit_is_asked_again_before_any_pin(sim: Simulator) -> None
     call.press("110105194912310021#").expect_heard("错误次数过多", "查询医保个人账户余额")
 
 
-def test_wrong_pins_lock_the_id_across_calls_until_unlocked(sim: Simulator, hotline: Server) -> None:
+def test_wrong_pins_lock_the_id_across_calls_until_unlocked(
+    sim: Simulator, hotline: Server
+) -> None:
     first = sim.call(from_=unique_caller())
-    authenticate(first, WANG_KEYS, "000000").expect_heard("身份证号码或密码不正确", "请输入6位查询密码")
+    wrong = authenticate(first, WANG_KEYS, "000000")
+    wrong.expect_heard("身份证号码或密码不正确", "请输入6位查询密码")
     first.press("000001").expect_heard("不正确")
     first.press("000002").expect_heard("不正确", "验证失败次数过多")
     first.press("1").expect_heard("暂时不能查询个人信息")  # no more tries in this call

@@ -128,7 +128,7 @@ def test_a_prompt_in_the_other_language_gets_that_languages_voice(prompts: Catal
 
 
 def test_an_unknown_prompt_or_a_missing_value_is_a_catalog_error(prompts: Catalog) -> None:
-    with pytest.raises(CatalogError, match="no prompt 'balance.nothing' in en-US"):
+    with pytest.raises(CatalogError, match=r"no prompt 'balance\.nothing' in en-US"):
         prompts.render(Say("balance.nothing"), EN, TODAY)
     with pytest.raises(CatalogError, match=r"balance.amount \(cmn-CN\): no value for 'amount'"):
         prompts.render(Say("balance.amount"), CMN, TODAY)

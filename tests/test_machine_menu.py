@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from ivr import menu
-from ivr.machine import Context, advance
+from ivr.machine import OPEN, Context, advance
 from ivr.state import (
     Act,
     Acted,
@@ -53,7 +53,7 @@ def fetched(step: Step, data: object) -> Step:
     return advance(FLOW, step.state, Fetched(step.effect, data))
 
 
-def press(state: CallState, keys: str, data: object = None, ctx: Context = Context()) -> Step:
+def press(state: CallState, keys: str, data: object = None, ctx: Context = OPEN) -> Step:
     step = advance(FLOW, state, Keys(keys), ctx)
     return fetched(step, data) if isinstance(step.effect, Fetch) else step
 

@@ -11,11 +11,13 @@ DOC = Path(__file__).parent.parent / "docs" / "menu.md"
 
 def test_the_committed_menu_document_is_up_to_date() -> None:
     expected = menudoc.render(menu.load(), catalog.load())
-    assert DOC.read_text(encoding="utf-8") == expected, "docs/menu.md is stale: run `ivr menu render`"
+    stale = "docs/menu.md is stale: run `ivr menu render`"
+    assert DOC.read_text(encoding="utf-8") == expected, stale
 
 
 def test_the_document_names_every_node_and_both_languages() -> None:
     text = menudoc.render(menu.load(), catalog.load())
     for name in menu.load().nodes:
         assert f"## `{name}`" in text
-    assert "cmn-CN: 您的医保卡尾号为{last4}" in text and "en-US: Your card ending in {last4}" in text
+    assert "cmn-CN: 您的医保卡尾号为{last4}" in text
+    assert "en-US: Your card ending in {last4}" in text

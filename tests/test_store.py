@@ -44,7 +44,9 @@ AT_MAIN = CallState(node="main")
 AT_BALANCE = CallState(node="balance", account=7, stack=("main",))
 
 
-def test_the_first_step_goes_and_a_concurrent_delivery_of_it_is_busy(store: Store, sid: str) -> None:
+def test_the_first_step_goes_and_a_concurrent_delivery_of_it_is_busy(
+    store: Store, sid: str
+) -> None:
     first = store.begin(sid, 0)
     assert first.outcome == "go" and first.state is None and first.token
     assert store.begin(sid, 0) == Begun("busy")

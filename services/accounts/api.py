@@ -126,7 +126,8 @@ def _internal_error(exc: Exception) -> Answer:
 
 
 def create_app(store: AccountStore | None = None, token: str | None = None) -> Flask:
-    """The API app; without a store, one (schema created) and the token come from the environment."""
+    """The API app; without a store, one (schema created) and the token come from the
+    environment."""
     if store is None:
         from ivr.config import Settings  # here: importing `ivr` loads the whole hotline app
 

@@ -1,4 +1,5 @@
-"""How the IVR reaches the account service: in-process (`LocalAccounts`) or over HTTP (`HttpAccounts`).
+"""How the IVR reaches the account service: in-process (`LocalAccounts`) or over HTTP
+(`HttpAccounts`).
 
 Both raise AccountsUnavailable when the service cannot answer and NotFound for an unknown
 account; their messages carry no personal data. `HttpAccounts` goes through a circuit breaker
@@ -52,7 +53,8 @@ class AccountsClient(Protocol):
 
 
 class LocalAccounts:
-    """The account service in-process: an AccountStore with database errors as AccountsUnavailable."""
+    """The account service in-process: an AccountStore, database errors raised as
+    AccountsUnavailable."""
 
     def __init__(self, store: AccountStore) -> None:
         self._store = store

@@ -27,7 +27,8 @@ class NotFound(AccountsError):
 
 
 class ImportFailed(AccountsError):
-    """An import was refused: `index` (from 0) of the bad record, `field` and `reason`, no values."""
+    """An import was refused: `index` (from 0) of the bad record, `field` and `reason`; no
+    values."""
 
     def __init__(self, index: int | None, field: str, reason: str) -> None:
         self.index = index

@@ -1,4 +1,5 @@
-"""The account service's tables (prefixed `acct_`), on a MetaData of their own; SQLite and PostgreSQL."""
+"""The account service's tables (prefixed `acct_`), on a MetaData of their own; SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 

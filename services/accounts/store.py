@@ -76,7 +76,8 @@ class AccountStore:
     # -- import ---------------------------------------------------------------------------
 
     def import_file(self, path: str | Path) -> int:
-        """Import a SPEC 7 JSON file (see `import_data`); unreadable or invalid JSON is ImportFailed."""
+        """Import a SPEC 7 JSON file (see `import_data`); unreadable or invalid JSON is
+        ImportFailed."""
         try:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
@@ -94,7 +95,8 @@ class AccountStore:
         return self.import_data(data)
 
     def import_data(self, data: object) -> int:
-        """Validate everything, then upsert every account by ID number in one transaction; the count."""
+        """Validate everything, then upsert every account by ID number in one transaction;
+        the count."""
         records = parse_accounts(data)
         now = datetime.now(UTC)
         with self._sessions.begin() as session:
@@ -127,7 +129,8 @@ class AccountStore:
     # and no statement built per call (these run on every webhook that reads an account).
 
     def verify_pin(self, id_digest: str, pin: str) -> PinResult:
-        """Check a PIN for the account named by `id_digest`; an unknown one costs the same and fails."""
+        """Check a PIN for the account named by `id_digest`; an unknown one costs the same and
+        fails."""
         row = self._first(_PIN_HASH, id_digest=id_digest)
         if row is None:
             security.dummy_check(self._pepper)

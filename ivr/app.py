@@ -60,9 +60,6 @@ def create_app(
     )
     app.extensions["ivr.settings"] = settings
     app.extensions["ivr.engine"] = engine
-    if settings.signing_token:
-        app.extensions["ivr.validator"] = RequestValidator(settings.signing_token)
-    app.register_blueprint(voice.bp)
     supervisor.init_app(
         app,
         engine=engine,
@@ -73,7 +70,11 @@ def create_app(
         create_schema=_create_schema,
     )
     app.add_url_rule("/healthz", "healthz", _healthz)
-    metrics.init_app(app, settings.metrics_token)
+    observer = metrics.init_app(app, settings.metrics_token)
+    validator = RequestValidator(settings.signing_token) if settings.signing_token else None
+    webhooks = voice.Webhooks(app.extensions["ivr"], validator, settings.public_base_url, observer)
+    app.extensions["ivr.webhooks"] = webhooks
+    app.wsgi_app = voice.mount(webhooks, app.wsgi_app)  # type: ignore[method-assign,assignment]
     return app
 
 

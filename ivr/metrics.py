@@ -28,14 +28,13 @@ import hmac
 import logging
 import os
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import redis
 import sqlalchemy as sa
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, request
 
 from services.accounts.errors import AccountsError
 
@@ -65,6 +64,32 @@ class Metrics:
     registry: CollectorRegistry | None  # None: multiprocess mode, read from `folder`
     folder: str | None
     token: str | None
+    engine: sa.Engine | None = None  # the call log's, for the outcome of an ended call
+
+    def webhook(self, route: str, seconds: float) -> None:
+        """A webhook of `route` was answered in `seconds`."""
+        self.webhook_seconds.labels(route).observe(seconds)
+
+    def call_ended(self, call_sid: str, status: str, since: float) -> None:
+        """A status callback begun at `since` (seconds since the epoch) was answered: count
+        the call's outcome once, only when this very request wrote its end in the log (a
+        repeated status callback finds it ended before the request began)."""
+        if status not in FINAL_STATUSES or self.engine is None or not call_sid:
+            return
+        query = sa.select(calls_table.c.outcome, calls_table.c.ended_at).where(
+            calls_table.c.call_sid == call_sid
+        )
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(query).first()
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("could not read a call's outcome for the metrics (%s)", type(exc).__name__)
+            return
+        if row is None or row.ended_at is None:
+            return
+        ended = row.ended_at if row.ended_at.tzinfo else row.ended_at.replace(tzinfo=datetime.UTC)
+        if ended.timestamp() >= since:
+            self.calls.labels(row.outcome).inc()
 
     def exposition(self) -> bytes:
         """The Prometheus text format, summed over every worker in multiprocess mode."""
@@ -96,6 +121,7 @@ def init_app(app: Flask, token: str | None) -> Metrics:
         registry,
         os.environ.get(MULTIPROC_ENV) if multiprocess else None,
         token,
+        app.extensions["ivr.engine"],
     )  # fmt: skip
     app.extensions["ivr.metrics"] = metrics
     hotline: Hotline = app.extensions["ivr"]
@@ -103,8 +129,6 @@ def init_app(app: Flask, token: str | None) -> Metrics:
                                         metrics.redis_errors))  # fmt: skip
     hotline.accounts = cast(Any, _Counting(hotline.accounts, (AccountsError,),
                                            metrics.account_errors))  # fmt: skip
-    app.before_request(_started)
-    app.after_request(_observed)
     app.add_url_rule("/metrics", "metrics", _serve)
     if folder is None and os.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn/"):
         log.warning("prometheus_client was loaded before %s was set: /metrics shows only the "
@@ -113,47 +137,6 @@ def init_app(app: Flask, token: str | None) -> Metrics:
 
 
 # --- counting ------------------------------------------------------------------------
-
-
-def _started() -> None:
-    if request.blueprint == "voice":
-        g.ivr_started = time.perf_counter()
-        g.ivr_started_at = datetime.datetime.now(datetime.UTC)
-
-
-def _observed(response: Response) -> Response:
-    """After a webhook: its time by route; after a final status callback, the call's outcome."""
-    started = g.get("ivr_started")
-    if started is None:
-        return response
-    metrics: Metrics = current_app.extensions["ivr.metrics"]
-    route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-    metrics.webhook_seconds.labels(route).observe(time.perf_counter() - started)
-    if request.endpoint == "voice.status" and response.status_code == 200:
-        _count_call(metrics, g.ivr_started_at)
-    return response
-
-
-def _count_call(metrics: Metrics, since: datetime.datetime) -> None:
-    """Count the call's outcome once: only when this very request wrote its end in the log
-    (a repeated status callback finds it ended before the request began)."""
-    if request.form.get("CallStatus") not in FINAL_STATUSES:
-        return
-    hotline: Hotline = current_app.extensions["ivr"]
-    query = sa.select(calls_table.c.outcome, calls_table.c.ended_at).where(
-        calls_table.c.call_sid == request.form.get("CallSid", "")[:64]
-    )
-    try:
-        with hotline.calllog.engine.connect() as conn:
-            row = conn.execute(query).first()
-    except sa.exc.SQLAlchemyError as exc:
-        log.warning("could not read a call's outcome for the metrics (%s)", type(exc).__name__)
-        return
-    if row is None or row.ended_at is None:
-        return
-    ended = row.ended_at if row.ended_at.tzinfo else row.ended_at.replace(tzinfo=datetime.UTC)
-    if ended >= since:
-        metrics.calls.labels(row.outcome).inc()
 
 
 class _Counting:

@@ -235,8 +235,8 @@ def _sentinel(url: str, timeout: float) -> redis.Redis:
         sentinel_options["ssl"] = True
     if "sentinel_password" in query:
         sentinel_options["password"] = query["sentinel_password"][0]
-    sentinel = Sentinel(nodes, sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
-    master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(nodes, sentinel_kwargs=sentinel_options)
+    master: redis.Redis = sentinel.master_for(
         service,
         db=int(db or 0),
         socket_timeout=timeout,

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from defusedxml.ElementTree import fromstring
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -62,3 +63,30 @@ def test_a_bug_is_an_apology_not_an_application_error(
     assert "抱歉，系统暂时出现故障" in reply.text and "technical problem" in reply.text
     assert "RuntimeError" in caplog.text
     assert not [s for s in secrets if s in caplog.text]
+
+
+def test_webhook_paths_answer_like_http_says_and_the_rest_reaches_the_console(app: Flask) -> None:
+    client = app.test_client()
+    assert client.get("/voice").status_code == 405  # Twilio POSTs; a browser's GET is not a call
+    assert post(client, "/voice/nowhere", call_params(),
+                "https://ivr.example.org/hotline/voice/nowhere").status_code == 404  # fmt: skip
+    huge = call_params() | {"Digits": "1" * 600_000}
+    assert post(client, "/voice/in/1", huge,
+                "https://ivr.example.org/hotline/voice/in/1").status_code == 413  # fmt: skip
+    assert client.get("/healthz").status_code == 200  # not a webhook: Flask answers
+    assert client.get("/voicemail").status_code == 404  # only /voice and below are webhooks
+
+
+def test_a_webhook_is_answered_under_the_apps_own_script_root(app: Flask) -> None:
+    """Mounted under a path prefix (SCRIPT_NAME), the prefix is part of what Twilio signed
+    and of every link in the reply."""
+    params = call_params()
+    signed = sign(TOKEN, "https://ivr.example.org/hotline/12333/voice", params)
+    reply = app.test_client().post("/voice", data=params, headers={"X-Twilio-Signature": signed},
+                                   base_url="http://localhost/12333")  # fmt: skip
+    assert reply.status_code == 200, reply.status_code
+    gather = fromstring(reply.data).find("Gather")
+    assert gather is not None and gather.get("action") == "/12333/voice/in/1", reply.text
+    unprefixed = app.test_client().post("/voice", data=params,
+                                        headers={"X-Twilio-Signature": signed})  # fmt: skip
+    assert unprefixed.status_code == 403  # the same signature does not sign another URL

@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from services.accounts.db import WriterTurns
 from services.accounts.models import UtcDateTime
 
 metadata = sa.MetaData()
@@ -129,6 +130,7 @@ class CallLog:
     def __init__(self, engine: sa.Engine, caller_key: Any = None) -> None:
         self.engine = engine
         self._caller_key = caller_key
+        self._turns = WriterTurns(engine)
 
     def create_schema(self) -> None:
         """Create the call-log tables if they are missing."""
@@ -145,14 +147,15 @@ class CallLog:
     def note(self, call_sid: str, entries: Sequence[Entry]) -> bool:
         """Add entries to the timeline of a call the log has (an apology heard); entries for a
         call it does not know are dropped (a webhook naming no real call). True if added."""
-        return self.write([Noted(call_sid, tuple(entries))])[0]
+        return bool(self.write([Noted(call_sid, tuple(entries))])[0])
 
     def end(self, call_sid: str, status: str, duration: int | None, at: datetime.datetime) -> bool:
         """The call's final status arrived; False if it had already ended (a repeat)."""
-        return self.write([Ended(call_sid, status, duration, at)])[0]
+        return bool(self.write([Ended(call_sid, status, duration, at)])[0])
 
-    def write(self, writes: Sequence[Write]) -> list[bool]:
-        """Apply writes in order, in one transaction; for each, whether it changed the log.
+    def write(self, writes: Sequence[Write]) -> list[bool | str]:
+        """Apply writes in order, in one transaction; for each, whether it changed the log
+        (for a call's end: the call's outcome, or "" if it had ended before).
 
         Built for many writes at once (a group commit): one query finds which of their calls
         the log has; new call rows, summary updates and timeline entries each go in one
@@ -162,8 +165,8 @@ class CallLog:
         timeline: list[dict[str, Any]] = []
         new: list[dict[str, Any]] = []
         summaries: list[dict[str, Any]] = []
-        done: list[bool] = []
-        with self.engine.begin() as conn:
+        done: list[bool | str] = []
+        with self._turns.turn(), self.engine.begin() as conn:
             sids = sorted({write.call_sid for write in writes})
             known = set(conn.scalars(_KNOWN, {"sids": sids}))
 
@@ -215,16 +218,17 @@ class CallLog:
         return {"call_sid": call_sid, "started_at": at, "caller": mask_number(caller),
                 "caller_key": key}  # fmt: skip
 
-    def _end(self, conn: sa.Connection, write: Ended, timeline: list[dict[str, Any]]) -> bool:
+    def _end(self, conn: sa.Connection, write: Ended, timeline: list[dict[str, Any]]) -> str:
+        """The call's end, if it had not ended: its outcome then, "" otherwise."""
         final = "abandoned" if write.status == "completed" else write.status
-        done = conn.execute(_END, {"b_sid": write.call_sid, "b_status": write.status,
-                                   "b_duration": write.duration, "b_at": write.at,
-                                   "b_final": final})  # fmt: skip
-        if done.rowcount == 0:
-            return False
+        outcome = conn.execute(_END, {"b_sid": write.call_sid, "b_status": write.status,
+                                      "b_duration": write.duration, "b_at": write.at,
+                                      "b_final": final}).scalar()  # fmt: skip
+        if outcome is None:
+            return ""
         data = {"status": write.status, "duration": write.duration}
         timeline.append(_row(write.call_sid, Entry(write.at, "end", data)))
-        return True
+        return str(outcome)
 
     def recent(self, limit: int = 20, offset: int = 0) -> list[CallRecord]:
         """The newest calls first."""
@@ -297,6 +301,7 @@ _END = (
             (c.outcome.in_(("transferred", "completed")), c.outcome), else_=_param("b_final")
         ),
     )
+    .returning(c.outcome)  # the call's outcome, written at its end
 )
 del c
 

@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 log = logging.getLogger("ivr.groupcommit")
 
@@ -38,14 +38,24 @@ SAY_EVERY = 10.0  # seconds between two log lines about dropped writes
 @dataclass(slots=True)
 class _Pending(Generic[T]):
     items: Sequence[T]
+    wake: threading.Condition  # its thread waits on this (the group's lock) and nothing else
     done: bool = False  # no longer held: written, or dropped
     written: bool = False
+    waiting: bool = False  # its thread is waiting for it
+    results: Sequence[Any] = ()  # what the write said of each of its items
+
+    def finish(self, written: bool) -> None:
+        """Written or dropped: its thread (if still waiting) goes on."""
+        self.done, self.written = True, written
+        if self.waiting:
+            self.wake.notify()
 
 
 class GroupCommit(Generic[T]):
     """Write what threads hand over in batches, one batch at a time, in the order handed over.
 
-    `write(items)` writes a batch in one transaction or raises; `retryable` tells a database
+    `write(items)` writes a batch in one transaction or raises (and may return a result for
+    each item, which `submit` hands back); `retryable` tells a database
     out of reach (try the same batch again later) from a batch that cannot be written (each
     of its writes is then tried alone, and one that still fails is dropped and logged)."""
 
@@ -67,7 +77,8 @@ class GroupCommit(Generic[T]):
         self.retry = retry
         self.limit = limit
         self.batch = batch
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)  # flush and the retry thread wait on it
         self._queue: deque[_Pending[T]] = deque()
         self._held = 0  # items queued or being written
         self._writing = False  # a thread is writing a batch now
@@ -81,33 +92,47 @@ class GroupCommit(Generic[T]):
     def put(self, items: Sequence[T]) -> bool:
         """Write `items` (together, in order); True once written, False if still held after
         `wait` seconds (the database is slow or away: they are written when it answers)."""
+        return self.submit(items) is not None
+
+    def submit(self, items: Sequence[T]) -> Sequence[Any] | None:
+        """`put`, giving back what the write returned for each of `items` once written (empty
+        when it returns nothing), or None if they are still held after `wait` seconds."""
         if not items:
-            return True
-        pending = _Pending(items)
-        with self._cond:
+            return ()
+        pending = _Pending(items, threading.Condition(self._lock))
+        with self._lock:
             self._forked()
             self._queue.append(pending)
             self._held += len(items)
             self._shed()
-            if not self._turn(lambda: pending.done, time.monotonic() + self.wait):
-                return pending.written
+            pending.waiting = True
+            try:
+                mine = self._turn(lambda: pending.done, time.monotonic() + self.wait, pending.wake)
+            finally:
+                pending.waiting = False
+            if not mine:
+                return pending.results if pending.written else None
         self._lead(lambda: pending.done)
-        return pending.written
+        return pending.results if pending.written else None
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Write everything handed over so far (or wait while the database is away); False if
         some is still held after `timeout` seconds."""
-        with self._cond:
-            if not self._turn(lambda: not self._held, time.monotonic() + timeout):
+        with self._lock:
+            if not self._turn(lambda: not self._held, time.monotonic() + timeout, self._cond):
                 return not self._held
         self._lead(lambda: not self._queue)
         return True
 
     # --- inside -------------------------------------------------------------------------
 
-    def _turn(self, done: Callable[[], bool], deadline: float) -> bool:
-        """Wait (holding the lock) until `done`, or until this thread may write: True then,
-        with the writing claimed. False when done, or at the deadline."""
+    def _turn(self, done: Callable[[], bool], deadline: float, wake: threading.Condition) -> bool:
+        """Wait (holding the lock, woken through `wake`) until `done`, or until this thread may
+        write: True then, with the writing claimed. False when done, or at the deadline.
+
+        Each waiting thread is woken alone: when its writes are written, or when it is the
+        next to write (waking every waiting thread after each transaction, most of them to
+        find nothing to do, cost a webhook more than its share of the transaction)."""
         self._waiting += 1
         try:
             while not done():
@@ -117,7 +142,7 @@ class GroupCommit(Generic[T]):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self._cond.wait(left)
+                wake.wait(left)
             return False
         finally:
             self._waiting -= 1
@@ -128,12 +153,21 @@ class GroupCommit(Generic[T]):
         while True:
             taken = self._take()
             written = self._write_batch(taken) if taken else True
-            with self._cond:
+            with self._lock:
                 self._settle(taken, written)
                 if not written or (done() and (self._waiting or not self._queue)):
                     self._writing = False
-                    self._cond.notify_all()
+                    self._next()
                     return
+
+    def _next(self) -> None:
+        """Wake the thread that writes next (called holding the lock, with no writer): the
+        oldest queued hand-over's, if its thread still waits; flush and retry are told too."""
+        for pending in self._queue:
+            if pending.waiting:
+                pending.wake.notify()
+                break
+        self._cond.notify_all()
 
     def _forked(self) -> None:
         """In a forked child, forget the parent's queue and writer (called holding the lock)."""
@@ -144,7 +178,7 @@ class GroupCommit(Generic[T]):
 
     def _take(self) -> list[_Pending[T]]:
         """What is queued, oldest first, up to `batch` items (at least one hand-over)."""
-        with self._cond:
+        with self._lock:
             taken: list[_Pending[T]] = []
             count = 0
             while self._queue and (not taken or count + len(self._queue[0].items) <= self.batch):
@@ -158,7 +192,7 @@ class GroupCommit(Generic[T]):
         the database is away (and the retry thread started)."""
         if written:
             for pending in taken:
-                pending.done = pending.written = True
+                pending.finish(True)
             self._held -= sum(len(p.items) for p in taken)
             self._cond.notify_all()
             return
@@ -171,14 +205,22 @@ class GroupCommit(Generic[T]):
         """One try: True if written (or what the database refused dropped), False if it is
         out of reach. A refused batch is written one hand-over at a time."""
         try:
-            self._write([item for pending in taken for item in pending.items])
-            return True
+            results = self._write([item for pending in taken for item in pending.items])
         except Exception as exc:
             if self._retryable(exc):
                 return False
+        else:
+            if isinstance(results, Sequence):
+                start = 0
+                for pending in taken:
+                    pending.results = results[start : start + len(pending.items)]
+                    start += len(pending.items)
+            return True
         for pending in taken:
             try:
-                self._write(list(pending.items))
+                results = self._write(list(pending.items))
+                if isinstance(results, Sequence):
+                    pending.results = results
             except Exception as exc:
                 log.error("%s: dropped %d writes the database refused (%s)", self.name,
                           len(pending.items), type(exc).__name__)  # fmt: skip
@@ -186,7 +228,7 @@ class GroupCommit(Generic[T]):
 
     def _retry(self) -> None:
         """While the database is away: try the queue again every `retry` seconds."""
-        with self._cond:
+        with self._lock:
             held = self._held
         log.error("%s: the database is out of reach; holding %d writes, trying again",
                   self.name, held)  # fmt: skip
@@ -195,16 +237,16 @@ class GroupCommit(Generic[T]):
             while True:
                 taken = self._take()
                 if not taken:
-                    with self._cond:
+                    with self._lock:
                         if not self._queue:
                             self._away = False
-                            self._cond.notify_all()
+                            self._next()
                             log.warning("%s: the database answers again; held writes written",
                                         self.name)  # fmt: skip
                             return
                     continue
                 written = self._write_batch(taken)
-                with self._cond:
+                with self._lock:
                     self._settle(taken, written)
                 if not written:
                     break
@@ -215,7 +257,7 @@ class GroupCommit(Generic[T]):
             oldest = self._queue.popleft()
             self._held -= len(oldest.items)
             self._dropped += len(oldest.items)
-            oldest.done = True  # not written: its thread's `put` says False
+            oldest.finish(False)  # not written: its thread's `put` says False
         now = time.monotonic()
         if self._dropped and now >= self._said_at + SAY_EVERY:
             log.error("%s: dropped %d writes the database could not take in time",

@@ -14,7 +14,7 @@ import hmac
 import logging
 import time
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,6 +114,7 @@ class Hotline:
         self.zone = zoneinfo.ZoneInfo(timezone)
         self.clock = clock
         self.caller_key = caller_key or _caller_key(pepper)  # a caller's number, keyed-hashed
+        self.on_ended: Callable[[str], None] | None = None  # told each call's outcome, once
 
     # --- the webhook -----------------------------------------------------------------
 
@@ -233,7 +234,9 @@ class Hotline:
         """The call's status callback: write its end once and let its state expire."""
         now = self.clock()
         if call_sid and status in ("completed", "busy", "failed", "no-answer", "canceled"):
-            self._log([Ended(call_sid, status, duration, now)])
+            written = self._log([Ended(call_sid, status, duration, now)])
+            if written and written[0] and self.on_ended is not None:
+                self.on_ended(str(written[0]))  # this very callback ended the call
             try:
                 self.store.end(call_sid)
             except redis.RedisError as exc:
@@ -364,13 +367,16 @@ class Hotline:
     def _today(self) -> datetime.date:
         return self.clock().astimezone(self.zone).date()
 
-    def _log(self, writes: list[Write]) -> None:
-        """Write to the call log (with other webhooks' writes, in one transaction). A database
-        that does not answer keeps the caller waiting at most JOURNAL_WAIT: the writes are kept
-        and written when it is back."""
-        if not self.journal.put(writes):
+    def _log(self, writes: list[Write]) -> Sequence[Any]:
+        """Write to the call log (with other webhooks' writes, in one transaction); what the
+        log said of each write. A database that does not answer keeps the caller waiting at
+        most JOURNAL_WAIT: the writes are kept and written when it is back (and () said)."""
+        written = self.journal.submit(writes)
+        if written is None:
             log.error("call log: the database has not taken a webhook's entries within %.1f s; "
                       "they are held until it does", JOURNAL_WAIT)  # fmt: skip
+            return ()
+        return written
 
 
 def _links(base: str, lang: str) -> twiml.Links:

@@ -22,7 +22,6 @@ With IVR_METRICS_TOKEN set, /metrics wants `Authorization: Bearer <token>` (401 
 
 from __future__ import annotations
 
-import datetime
 import functools
 import hmac
 import logging
@@ -33,12 +32,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import redis
-import sqlalchemy as sa
 from flask import Flask, Response, current_app, request
 
 from services.accounts.errors import AccountsError
-
-from .calllog import calls as calls_table
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -50,7 +46,6 @@ log = logging.getLogger("ivr.metrics")
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Seconds; the bounds the hotline is held to (3 ms p50, 15-20 ms p99, a second a caller notices).
 BUCKETS = (0.001, 0.003, 0.005, 0.01, 0.015, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0)
-FINAL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,32 +59,14 @@ class Metrics:
     registry: CollectorRegistry | None  # None: multiprocess mode, read from `folder`
     folder: str | None
     token: str | None
-    engine: sa.Engine | None = None  # the call log's, for the outcome of an ended call
 
     def webhook(self, route: str, seconds: float) -> None:
         """A webhook of `route` was answered in `seconds`."""
         self.webhook_seconds.labels(route).observe(seconds)
 
-    def call_ended(self, call_sid: str, status: str, since: float) -> None:
-        """A status callback begun at `since` (seconds since the epoch) was answered: count
-        the call's outcome once, only when this very request wrote its end in the log (a
-        repeated status callback finds it ended before the request began)."""
-        if status not in FINAL_STATUSES or self.engine is None or not call_sid:
-            return
-        query = sa.select(calls_table.c.outcome, calls_table.c.ended_at).where(
-            calls_table.c.call_sid == call_sid
-        )
-        try:
-            with self.engine.connect() as conn:
-                row = conn.execute(query).first()
-        except sa.exc.SQLAlchemyError as exc:
-            log.warning("could not read a call's outcome for the metrics (%s)", type(exc).__name__)
-            return
-        if row is None or row.ended_at is None:
-            return
-        ended = row.ended_at if row.ended_at.tzinfo else row.ended_at.replace(tzinfo=datetime.UTC)
-        if ended.timestamp() >= since:
-            self.calls.labels(row.outcome).inc()
+    def call_ended(self, outcome: str) -> None:
+        """A call ended, with `outcome` (counted by the status callback that ended it)."""
+        self.calls.labels(outcome).inc()
 
     def exposition(self) -> bytes:
         """The Prometheus text format, summed over every worker in multiprocess mode."""
@@ -121,10 +98,10 @@ def init_app(app: Flask, token: str | None) -> Metrics:
         registry,
         os.environ.get(MULTIPROC_ENV) if multiprocess else None,
         token,
-        app.extensions["ivr.engine"],
     )  # fmt: skip
     app.extensions["ivr.metrics"] = metrics
     hotline: Hotline = app.extensions["ivr"]
+    hotline.on_ended = metrics.call_ended
     hotline.store = cast(Any, _Counting(hotline.store, (redis.RedisError, OSError),
                                         metrics.redis_errors))  # fmt: skip
     hotline.accounts = cast(Any, _Counting(hotline.accounts, (AccountsError,),

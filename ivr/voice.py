@@ -48,17 +48,23 @@ _HEADERS = [("Content-Type", twiml.CONTENT_TYPE)]
 class Observer(Protocol):
     """What the metrics want to know of each webhook (`ivr.metrics.Metrics`)."""
 
-    def webhook(self, route: str, seconds: float) -> None: ...
+    def webhook(self, route: str, seconds: float) -> None:
+        """A webhook of `route` was answered in `seconds`."""
 
-    def call_ended(self, call_sid: str, status: str, since: float) -> None:
-        """A status callback begun at `since` (seconds since the epoch) was answered."""
+
+class Form(MultiDict[str, str]):
+    """The webhook's form: werkzeug's multi-dict, also under aiohttp's name for all of a
+    field's values, which twilio's signature check asks for first (the other name costs it an
+    exception for every field)."""
+
+    getall = MultiDict.getlist
 
 
 @dataclass(frozen=True, slots=True)
 class Request:
     """A webhook as the handlers see it: its form and where the app's URLs start."""
 
-    form: MultiDict[str, str]
+    form: Form
     base: str  # the app's script root, for the URLs in the reply
 
     def field(self, name: str, limit: int) -> str:
@@ -170,7 +176,7 @@ class Webhooks:
         self.observer = observer
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        started, since = time.perf_counter(), time.time()
+        started = time.perf_counter()
         try:
             rule, args = ROUTES.bind_to_environ(environ).match(return_rule=True)
             req = self._request(environ)
@@ -179,7 +185,7 @@ class Webhooks:
             return exc(environ, start_response)
         start_response("200 OK", [*_HEADERS, ("Content-Length", str(len(body)))])
         if self.observer is not None:
-            self._observe(rule.rule, rule.endpoint, req, started, since)
+            self.observer.webhook(rule.rule, time.perf_counter() - started)
         return [body]
 
     def _request(self, environ: WSGIEnvironment) -> Request:
@@ -187,11 +193,11 @@ class Webhooks:
         size = int(length) if length.isdigit() else 0
         if size > MAX_BODY:
             raise RequestEntityTooLarge()
-        form: MultiDict[str, str] = MultiDict()
+        form = Form()
         kind = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
         if size and kind == "application/x-www-form-urlencoded":
             raw = environ["wsgi.input"].read(size).decode("utf-8", "replace")
-            form = MultiDict(parse_qsl(raw, keep_blank_values=True))
+            form = Form(parse_qsl(raw, keep_blank_values=True))
         return Request(form, environ.get("SCRIPT_NAME", "").rstrip("/"))
 
     def _handle(
@@ -218,14 +224,6 @@ class Webhooks:
         path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
         query = environ.get("QUERY_STRING", "")
         return f"{base}{environ.get('SCRIPT_NAME', '')}{path}" + (f"?{query}" if query else "")
-
-    def _observe(
-        self, route: str, handler: Handler, req: Request, started: float, since: float
-    ) -> None:
-        assert self.observer is not None
-        self.observer.webhook(route, time.perf_counter() - started)
-        if handler is status:
-            self.observer.call_ended(req.call_sid(), req.form.get("CallStatus", ""), since)
 
 
 def _signed(validator: RequestValidator, url: str, params: object, signature: str) -> bool:

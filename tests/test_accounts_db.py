@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
-from services.accounts.db import make_engine
+from services.accounts.db import WriterTurns, make_engine
 
 
 def test_sqlite_gets_wal_normal_sync_busy_timeout_foreign_keys_and_its_folder(
@@ -42,3 +46,31 @@ def test_postgres_urls_use_psycopg_with_a_connect_timeout() -> None:
         pass
     finally:
         engine.dispose()
+
+
+
+def test_writers_of_one_sqlite_file_take_turns_across_processes(tmp_path: Path) -> None:
+    """While another process holds the file's writer turn, this one waits for it, and goes
+    on the moment the other is done (not after SQLite's next sleep)."""
+    database = str(tmp_path / "log.sqlite3")
+    fork = multiprocessing.get_context("fork")
+    holding, release = fork.Event(), fork.Event()
+    other = fork.Process(target=_hold_turn, args=(database, holding, release))
+    other.start()
+    try:
+        assert holding.wait(10)
+        started = time.monotonic()
+        threading.Timer(0.3, release.set).start()
+        with WriterTurns(make_engine(f"sqlite:///{database}")).turn():
+            waited = time.monotonic() - started
+        assert 0.29 <= waited < 0.45, waited
+    finally:
+        release.set()
+        other.join(10)
+    assert WriterTurns(make_engine("sqlite://")).path is None  # in memory: nothing to share
+
+
+def _hold_turn(database: str, holding: Any, release: Any) -> None:
+    with WriterTurns(make_engine(f"sqlite:///{database}")).turn():
+        holding.set()
+        release.wait(10)

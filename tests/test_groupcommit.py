@@ -132,3 +132,25 @@ def test_writes_whose_threads_stopped_waiting_are_still_written() -> None:
         assert second.result() is False
         assert first.result() is True
     assert db.written == ["first", "second"], "the writer went on with what was left queued"
+
+
+def test_each_thread_gets_back_what_the_write_said_of_its_own_items() -> None:
+    """Batched with others, a thread still learns the result of each of its own writes (the
+    call log says which call ended with which outcome), in its own order."""
+    db = Database(delay=0.002)
+
+    def write(items: list[str]) -> list[str]:
+        db.write(items)
+        return [f"ok {item}" for item in items]
+
+    group = GroupCommit(write, lambda exc: False, name="test")
+
+    def webhook(thread: int) -> None:
+        for n in range(30):
+            mine = [f"{thread}:{n}:a", f"{thread}:{n}:b"]
+            assert group.submit(mine) == [f"ok {item}" for item in mine]
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(webhook, range(8)))
+    assert len(db.batches) < 8 * 30, "writes were not grouped"
+    assert group.submit([]) == ()

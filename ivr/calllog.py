@@ -47,6 +47,8 @@ events = sa.Table(
     sa.Column("data", sa.JSON, nullable=False),
 )
 
+# Call SIDs a process remembers having seen in the log: beyond this many it starts afresh.
+KNOWN_CALLS = 100_000
 # What an entry of each kind says about the whole call.
 _OUTCOMES = {"transfer": "transferred", "hangup": "completed"}
 _TALKED = ("completed", "bridged")  # a transfer that reached a person
@@ -131,6 +133,7 @@ class CallLog:
         self.engine = engine
         self._caller_key = caller_key
         self._turns = WriterTurns(engine)
+        self._known: dict[str, None] = {}  # calls this process has seen in the log
 
     def create_schema(self) -> None:
         """Create the call-log tables if they are missing."""
@@ -158,21 +161,25 @@ class CallLog:
         (for a call's end: the call's outcome, or "" if it had ended before).
 
         Built for many writes at once (a group commit): one query finds which of their calls
-        the log has; new call rows, summary updates and timeline entries each go in one
-        statement for the lot (statements built once, run with many parameter sets, in the
-        writes' order). A call's end is applied alone, so that of two ends racing for one
-        call exactly one is written."""
+        the log has (only those this process has not seen there before: a call's rows are
+        never deleted, so most webhooks of a call need not ask); new call rows, summary
+        updates and timeline entries each go in one statement for the lot (statements built
+        once, run with many parameter sets, in the writes' order). A call's end is applied
+        alone, so that of two ends racing for one call exactly one is written."""
         timeline: list[dict[str, Any]] = []
         new: list[dict[str, Any]] = []
         summaries: list[dict[str, Any]] = []
         done: list[bool | str] = []
         with self._turns.turn(), self.engine.begin() as conn:
-            sids = sorted({write.call_sid for write in writes})
-            known = set(conn.scalars(_KNOWN, {"sids": sids}))
+            sids = {write.call_sid for write in writes}
+            unsure = sorted(sids.difference(self._known))
+            known = sids.difference(unsure)
+            if unsure:
+                known.update(conn.scalars(_KNOWN, {"sids": unsure}))
 
             def flush() -> None:  # what is pending, in order, before a write that reads it
                 if new:
-                    conn.execute(calls.insert(), new)
+                    conn.execute(_NEW_CALLS, new)
                     new.clear()
                 if summaries:
                     conn.execute(_SUMMARY, summaries)
@@ -210,7 +217,10 @@ class CallLog:
                 timeline.extend(_row(sid, e) for e in write.entries)
             flush()
             if timeline:
-                conn.execute(events.insert(), timeline)
+                conn.execute(_EVENTS, timeline)
+        if len(self._known) > KNOWN_CALLS:  # committed: remember what the log now has
+            self._known.clear()
+        self._known.update(dict.fromkeys(known))
         return done
 
     def _call_row(self, call_sid: str, caller: str, at: datetime.datetime) -> dict[str, Any]:
@@ -271,6 +281,8 @@ def _param(name: str, kind: Any = sa.String) -> sa.BindParameter[Any]:
 
 
 c = calls.c
+_NEW_CALLS = calls.insert()  # statements built once: their cache keys are worked out once
+_EVENTS = events.insert()
 _KNOWN = sa.select(c.call_sid).where(c.call_sid.in_(sa.bindparam("sids", expanding=True)))
 # A webhook's summary: each value given replaces the row's; a "sticky" outcome (completed)
 # does not replace "transferred" (a goodbye after a transfer leaves it a transfer).

@@ -289,3 +289,23 @@ def test_many_writes_in_one_transaction_are_as_the_same_writes_one_at_a_time(
         assert replace(second, call_sid=one) == first
     outcomes = [alone.get(sid).outcome for sid in sids[0][:4]]  # type: ignore[union-attr]
     assert outcomes == ["transferred", "abandoned", "transfer_failed", "in-progress"]
+
+
+def test_a_call_started_by_one_worker_is_known_to_every_other(log: CallLog) -> None:
+    """Each worker remembers the calls it has seen in the log, to ask the database less; a
+    call another worker started is still found there (no "start not recorded"), a call nobody
+    started is still told apart, and a repeated start is still not a second start."""
+    other = CallLog(log.engine)  # another gunicorn worker on the same database
+    sid, never = f"CA{uuid.uuid4().hex}", f"CA{uuid.uuid4().hex}"
+    assert log.write([Started(sid, "+8613800138000", at(0))]) == [True]
+    menu = (Entry(at(1), "menu", {"node": "main"}),)
+    assert other.write([Appended(sid, menu), Appended(never, menu)]) == [True, True]
+    assert other.write([Started(sid, "+8613800138000", at(2))]) == [False]  # a repeat
+    assert log.write([Started(sid, "+8613800138000", at(3))]) == [False]
+    assert other.note(f"CA{uuid.uuid4().hex}", menu) is False  # a call the log does not have
+    started = log.get(sid)
+    assert started is not None and started.caller != ""
+    assert [e.kind for e in started.timeline] == ["start", "menu"]
+    assert "note" not in started.timeline[0].data
+    orphan = other.get(never)
+    assert orphan is not None and orphan.timeline[0].data["note"] == "start not recorded"

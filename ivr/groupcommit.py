@@ -69,6 +69,8 @@ class GroupCommit(Generic[T]):
         retry: float = 0.5,
         limit: int = 100_000,
         batch: int = 2_000,
+        coming: Callable[[], int] | None = None,
+        linger: float = 0.0,
     ) -> None:
         self._write = write
         self._retryable = retryable
@@ -79,6 +81,9 @@ class GroupCommit(Generic[T]):
         self.batch = batch
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)  # flush and the retry thread wait on it
+        self._arrived = threading.Condition(self._lock)  # a writer lingering for the coming
+        self.coming = coming  # how many threads are on their way to hand over writes
+        self.linger = linger  # the longest a writer waits for them
         self._queue: deque[_Pending[T]] = deque()
         self._held = 0  # items queued or being written
         self._writing = False  # a thread is writing a batch now
@@ -105,6 +110,7 @@ class GroupCommit(Generic[T]):
             self._queue.append(pending)
             self._held += len(items)
             self._shed()
+            self._arrived.notify()
             pending.waiting = True
             try:
                 mine = self._turn(lambda: pending.done, time.monotonic() + self.wait, pending.wake)
@@ -151,6 +157,7 @@ class GroupCommit(Generic[T]):
         """Write batches until `done`, and on while writes are queued that no waiting thread
         will write (their threads stopped waiting); then let the next writer go."""
         while True:
+            self._gather()
             taken = self._take()
             written = self._write_batch(taken) if taken else True
             with self._lock:
@@ -159,6 +166,21 @@ class GroupCommit(Generic[T]):
                     self._writing = False
                     self._next()
                     return
+
+    def _gather(self) -> None:
+        """Before a transaction, while other threads are on their way with writes, wait for
+        them, at most `linger` seconds: their writes then share this transaction instead of
+        each taking one of its own (PostgreSQL's commit_delay and commit_siblings, for the
+        same reason). Alone, a thread does not wait."""
+        if self.coming is None or self.linger <= 0:
+            return
+        with self._lock:
+            deadline = time.monotonic() + self.linger
+            while self.coming() > 0 and len(self._queue) < self.batch:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._arrived.wait(left)
 
     def _next(self) -> None:
         """Wake the thread that writes next (called holding the lock, with no writer): the

@@ -12,6 +12,7 @@ import datetime
 import hashlib
 import hmac
 import logging
+import threading
 import time
 import zoneinfo
 from collections.abc import Callable, Sequence
@@ -66,6 +67,9 @@ QUEUE_POSITION = "queue.position"
 # Seconds a webhook waits for its call-log entries to be written before it answers anyway
 # (they are written when the database answers again).
 JOURNAL_WAIT = 1.0
+# Seconds the call log's writer waits for the webhooks of its worker that are on their way to
+# the log, so that they share its transaction (see GroupCommit._gather).
+JOURNAL_LINGER = 0.001
 RECOVERY_KEYS = {"1": "restart", "0": "agent"}  # the keys error.apology.options names
 
 
@@ -103,8 +107,12 @@ class Hotline:
         self.store = store
         self.accounts = accounts
         self.calllog = calllog
+        self._coming = 0  # webhooks being answered that have not yet written to the call log
+        self._counting = threading.Lock()
+        self._mine = threading.local()
         self.journal = GroupCommit[Write](
-            calllog.write, _database_away, name="call log", wait=JOURNAL_WAIT
+            calllog.write, _database_away, name="call log", wait=JOURNAL_WAIT,
+            coming=lambda: self._coming, linger=JOURNAL_LINGER,
         )  # fmt: skip
         self.pepper = pepper
         self.agents = agents
@@ -120,12 +128,26 @@ class Hotline:
 
     def answer(self, hook: Webhook, event: Event) -> str:
         """The TwiML for one webhook; never raises for Redis, database or service failures."""
+        self._on_the_way(True)
         try:
-            reply = self._answer(hook, event)
-        except (redis.RedisError, OSError) as exc:
-            log.error("call %s step %d: Redis failed (%s)", hook.call_sid, hook.seq, _kind(exc))
-            reply = None
-        return reply if reply is not None else self._sorry(hook, event)
+            try:
+                reply = self._answer(hook, event)
+            except (redis.RedisError, OSError) as exc:
+                log.error("call %s step %d: Redis failed (%s)", hook.call_sid, hook.seq,
+                          _kind(exc))  # fmt: skip
+                reply = None
+            return reply if reply is not None else self._sorry(hook, event)
+        finally:
+            self._on_the_way(False)
+
+    def _on_the_way(self, coming: bool) -> None:
+        """Count this thread's webhook among those coming to the call log (True), or no
+        longer (False: it has written there, or it will not)."""
+        if getattr(self._mine, "coming", False) == coming:
+            return
+        self._mine.coming = coming
+        with self._counting:
+            self._coming += 1 if coming else -1
 
     def _answer(self, hook: Webhook, event: Event) -> str | None:
         """The step's reply, a reply given before (a repeat), or None: apologise."""
@@ -371,6 +393,7 @@ class Hotline:
         """Write to the call log (with other webhooks' writes, in one transaction); what the
         log said of each write. A database that does not answer keeps the caller waiting at
         most JOURNAL_WAIT: the writes are kept and written when it is back (and () said)."""
+        self._on_the_way(False)
         written = self.journal.submit(writes)
         if written is None:
             log.error("call log: the database has not taken a webhook's entries within %.1f s; "

@@ -10,6 +10,12 @@ threads that queued writes meanwhile wait, and the next of them writes what queu
 that transaction. A webhook is answered only once its entries are written (they survive a
 worker killed a moment later), and under load the writes of many webhooks share a transaction.
 
+Writes arrive a fraction of a millisecond apart, and a transaction takes less than one: left
+to itself, a writer would mostly find only its own writes queued. So before a transaction it
+waits for the threads that are on their way with writes (`coming`: the worker's webhooks
+being answered that have not yet written), at most `linger` seconds (1 ms for the call log),
+as PostgreSQL's commit_delay waits for commit_siblings; alone, a thread does not wait.
+
 When the database does not answer, the writes are kept, and a thread of its own tries them
 again every `retry` seconds until it takes them; a webhook waits at most `wait` seconds for
 its write, then goes on (the caller is not kept waiting for the log), and its entries are

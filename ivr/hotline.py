@@ -371,11 +371,15 @@ class Hotline:
     ) -> tuple[Any, bool]:
         """Call the account service, logging outcome and latency; (result, ok)."""
         started = time.perf_counter()
+        coming = getattr(self._mine, "coming", False)
+        self._on_the_way(False)  # the call log's writer need not wait for the service
         try:
             result, ok, outcome = call(), True, "ok"
         except AccountsError as exc:
             result, ok, outcome = None, False, type(exc).__name__
             log.error("account service %s failed: %s", name, outcome)
+        finally:
+            self._on_the_way(coming)
         ms = round((time.perf_counter() - started) * 1000, 1)
         entries.append(Entry(now, "service", {"call": name, "outcome": outcome, "ms": ms}))
         return result, ok

@@ -73,7 +73,6 @@ def create_app(
     observer = metrics.init_app(app, settings.metrics_token)
     validator = RequestValidator(settings.signing_token) if settings.signing_token else None
     webhooks = voice.Webhooks(app.extensions["ivr"], validator, settings.public_base_url, observer)
-    app.extensions["ivr.webhooks"] = webhooks
     app.wsgi_app = voice.mount(webhooks, app.wsgi_app)  # type: ignore[method-assign,assignment]
     return app
 

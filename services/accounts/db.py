@@ -38,14 +38,19 @@ def make_engine(url: str) -> sa.Engine:
         return sa.create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 2})
     engine = sa.create_engine(parsed)  # a file: no connection to go stale, nothing to ping
     if backend == "sqlite":
-        if (
-            parsed.database
-            and parsed.database != ":memory:"
-            and not parsed.database.startswith("file:")
-        ):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if path := sqlite_file(parsed):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def sqlite_file(url: sa.URL) -> str | None:
+    """The path of the SQLite file `url` names; None for another database, SQLite in memory
+    or a `file:` URI."""
+    database = url.database if url.get_backend_name() == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
 
 
 class WriterTurns:
@@ -57,9 +62,8 @@ class WriterTurns:
     done. Outside SQLite files (PostgreSQL locks rows, not the database) it does nothing."""
 
     def __init__(self, engine: sa.Engine) -> None:
-        database = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
-        real = database and database != ":memory:" and not database.startswith("file:")
-        self.path = f"{database}-writer" if real else None
+        database = sqlite_file(engine.url)
+        self.path = f"{database}-writer" if database else None
         self._fd: int | None = None
         self._pid = 0
         self._lock = threading.Lock()  # one writer per process takes the file's turn

@@ -179,14 +179,18 @@ class Webhooks:
         started = time.perf_counter()
         try:
             rule, args = ROUTES.bind_to_environ(environ).match(return_rule=True)
-            req = self._request(environ)
-            body = self._handle(rule.endpoint, req, args, environ)
-        except HTTPException as exc:
+        except HTTPException as exc:  # no such webhook (404), or not a POST (405)
             return exc(environ, start_response)
-        start_response("200 OK", [*_HEADERS, ("Content-Length", str(len(body)))])
-        if self.observer is not None:
+        try:
+            body = self._handle(rule.endpoint, self._request(environ), args, environ)
+        except HTTPException as exc:  # refused: unsigned (403), too large (413)
+            answer: Iterable[bytes] = exc(environ, start_response)
+        else:
+            start_response("200 OK", [*_HEADERS, ("Content-Length", str(len(body)))])
+            answer = [body]
+        if self.observer is not None:  # every webhook of a route, refused ones too
             self.observer.webhook(rule.rule, time.perf_counter() - started)
-        return [body]
+        return answer
 
     def _request(self, environ: WSGIEnvironment) -> Request:
         length = environ.get("CONTENT_LENGTH") or "0"

@@ -157,3 +157,15 @@ def test_the_counts_of_every_gunicorn_worker_add_up(sim: Simulator, hotline: Ser
     assert delta("ivr_calls_total", outcome="abandoned") == 1
     folders = list((Path(hotline.env["IVR_INSTANCE_PATH"]) / "metrics").iterdir())
     assert len(folders) == 1 and list(folders[0].glob("histogram_*.db")), folders  # per worker
+
+
+def test_refused_webhooks_are_timed_too_and_unknown_paths_are_not(app: Flask) -> None:
+    """A forged request on a webhook's route is part of that route's load (an operator sees
+    it in the histogram as well as in the log); a path that is no webhook is not a route."""
+    client = app.test_client()
+    params = {"CallSid": "CA" + uuid.uuid4().hex, "From": "+8613800138000", "To": "+8612333"}
+    assert client.post("/voice/status", data=params).status_code == 403  # unsigned
+    assert client.get("/voice/nowhere").status_code == 404
+    found = scrape(client)
+    assert value(found, "ivr_webhook_duration_seconds_count", route="/voice/status") == 1
+    assert not [key for key in found if ("route", "/voice/nowhere") in key[1]]

@@ -68,6 +68,7 @@ def create_app(
         caller_key=_caller_key(settings.pin_pepper),
         timezone=settings.timezone,
         create_schema=_create_schema,
+        catch_up=app.extensions["ivr"].outbox.catch_up,
     )
     app.add_url_rule("/healthz", "healthz", _healthz)
     observer = metrics.init_app(app, settings.metrics_token)

@@ -3,13 +3,16 @@
 Entries arrive already redacted (the engine masks ID numbers and PINs when it
 makes them); this module also masks the caller's number before it is written.
 Writes (a call started, a webhook's entries, a note, the call's end) are applied
-in order, many in one transaction (see `ivr.groupcommit`), with the call's summary
-row (last menu, authentication result, outcome) kept up to date beside them.
+in order, many in one transaction, with the call's summary row (last menu,
+authentication result, outcome) kept up to date beside them. Webhooks hand their
+writes to the outbox (`ivr.outbox`, a Redis stream) and its mover writes them here;
+the outbox's place in the stream is kept here too, in the same transaction.
 """
 
 from __future__ import annotations
 
 import datetime
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +50,15 @@ events = sa.Table(
     sa.Column("data", sa.JSON, nullable=False),
 )
 
+# The outbox's name (`name`: its stream's key names it) and, for each Redis whose stream is
+# moved here (`moved:<the stream's id>`), the last of its entries written here.
+outbox = sa.Table(
+    "call_log_outbox",
+    metadata,
+    sa.Column("slot", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(64), nullable=False),
+)
+
 # Call SIDs a process remembers having seen in the log: beyond this many it starts afresh.
 KNOWN_CALLS = 100_000
 # What an entry of each kind says about the whole call.
@@ -72,11 +84,26 @@ class Entry:
 
 @dataclass(frozen=True, slots=True)
 class Started:
-    """A call came in (from `caller`, masked when written)."""
+    """A call came in (from `caller`, masked when written). `key`: the caller's keyed hash,
+    when `caller` is masked already (it came through the outbox)."""
 
     call_sid: str
     caller: str
     at: datetime.datetime
+    key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A call's first webhook: its start and its entries, written only if the log does not
+    have the call yet (a repeated delivery of the first webhook writes nothing)."""
+
+    call_sid: str
+    caller: str
+    at: datetime.datetime
+    entries: tuple[Entry, ...]
+    lang: str | None = None
+    key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +133,7 @@ class Ended:
     at: datetime.datetime
 
 
-Write = Started | Appended | Noted | Ended
+Write = Started | Opened | Appended | Noted | Ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,9 +183,14 @@ class CallLog:
         """The call's final status arrived; False if it had already ended (a repeat)."""
         return bool(self.write([Ended(call_sid, status, duration, at)])[0])
 
-    def write(self, writes: Sequence[Write]) -> list[bool | str]:
+    def write(
+        self, writes: Sequence[Write], moved: tuple[str, str, str] | None = None
+    ) -> list[bool | str]:
         """Apply writes in order, in one transaction; for each, whether it changed the log
-        (for a call's end: the call's outcome, or "" if it had ended before).
+        (for a call's end: the call's outcome, or "" if it had ended before). `moved`: the
+        outbox stream's id, and its place before and after these writes, kept in the same
+        transaction; if the log's place is no longer the one before (another mover wrote
+        them), nothing is written and Moved is raised.
 
         Built for many writes at once (a group commit): one query finds which of their calls
         the log has (only those this process has not seen there before: a call's rows are
@@ -171,6 +203,11 @@ class CallLog:
         summaries: list[dict[str, Any]] = []
         done: list[bool | str] = []
         with self._turns.turn(), self.engine.begin() as conn:
+            if moved is not None:
+                stream, was, now = moved
+                params = {"b_slot": f"moved:{stream}", "b_was": was, "b_now": now}
+                if conn.execute(_MOVED, params).rowcount != 1:
+                    raise Moved(f"the outbox was moved past {was} by another mover")
             sids = {write.call_sid for write in writes}
             unsure = sorted(sids.difference(self._known))
             known = sids.difference(unsure)
@@ -196,13 +233,17 @@ class CallLog:
                     if done[-1]:
                         timeline.extend(_row(sid, e) for e in write.entries)
                     continue
-                if isinstance(write, Started):
+                if isinstance(write, Started | Opened):
                     done.append(sid not in known)
                     if done[-1]:
                         known.add(sid)
-                        new.append(self._call_row(sid, write.caller, write.at))
+                        new.append(self._call_row(sid, write.caller, write.at, write.key))
                         masked = new[-1]["caller"]
                         timeline.append(_row(sid, Entry(write.at, "start", {"caller": masked})))
+                    if isinstance(write, Started) or not done[-1] or not write.entries:
+                        continue
+                    summaries.append(_summary(sid, write))
+                    timeline.extend(_row(sid, e) for e in write.entries)
                     continue
                 done.append(bool(write.entries))
                 if not write.entries:
@@ -223,10 +264,35 @@ class CallLog:
         self._known.update(dict.fromkeys(known))
         return done
 
-    def _call_row(self, call_sid: str, caller: str, at: datetime.datetime) -> dict[str, Any]:
-        key = self._caller_key(caller) if self._caller_key else ""
+    def _call_row(
+        self, call_sid: str, caller: str, at: datetime.datetime, key: str | None
+    ) -> dict[str, Any]:  # fmt: skip
+        if key is None:
+            key = self._caller_key(caller) if self._caller_key else ""
         return {"call_sid": call_sid, "started_at": at, "caller": mask_number(caller),
                 "caller_key": key}  # fmt: skip
+
+    def outbox_name(self) -> str:
+        """The outbox's name: one for every process and machine writing to this database."""
+        return self._outbox("name", secrets.token_hex(8))
+
+    def outbox_moved(self, stream: str) -> str:
+        """The last entry of the outbox stream `stream` (an id its Redis keeps) written here."""
+        return self._outbox(f"moved:{stream}", "0-0")
+
+    def _outbox(self, slot: str, first: str) -> str:
+        """A value of the outbox's row, made `first` on first ask."""
+        with self.engine.connect() as conn:
+            value = conn.execute(_OUTBOX, {"b_slot": slot}).scalar()
+        if value is not None:
+            return str(value)
+        try:
+            with self._turns.turn(), self.engine.begin() as conn:
+                conn.execute(outbox.insert(), {"slot": slot, "value": first})
+        except sa.exc.IntegrityError:  # another process made it a moment ago
+            pass
+        with self.engine.connect() as conn:
+            return str(conn.execute(_OUTBOX, {"b_slot": slot}).scalar_one())
 
     def _end(self, conn: sa.Connection, write: Ended, timeline: list[dict[str, Any]]) -> str:
         """The call's end, if it had not ended: its outcome then, "" otherwise."""
@@ -254,13 +320,19 @@ class CallLog:
             if found is None:
                 return None
             timeline = conn.execute(
-                events.select().where(events.c.call_sid == call_sid).order_by(events.c.id)
+                events.select()
+                .where(events.c.call_sid == call_sid)
+                .order_by(events.c.at, events.c.id)  # (written late: an apology held back)
             ).mappings()
             entries = tuple(Entry(e["at"], e["kind"], dict(e["data"])) for e in timeline)
         return _record(found, entries)
 
 
-def _summary(call_sid: str, write: Appended) -> dict[str, Any]:
+class Moved(Exception):
+    """Another mover wrote these outbox entries first: this transaction wrote nothing."""
+
+
+def _summary(call_sid: str, write: Appended | Opened) -> dict[str, Any]:
     """The parameters of _SUMMARY for one webhook's entries (None: leave as it is)."""
     params: dict[str, Any] = {"b_sid": call_sid, "b_lang": write.lang, "b_node": None,
                               "b_auth": None, "b_outcome": None, "b_sticky": False}  # fmt: skip
@@ -316,6 +388,12 @@ _END = (
     .returning(c.outcome)  # the call's outcome, written at its end
 )
 del c
+_OUTBOX = sa.select(outbox.c.value).where(outbox.c.slot == sa.bindparam("b_slot"))
+_MOVED = (
+    outbox.update()
+    .where(outbox.c.slot == sa.bindparam("b_slot"), outbox.c.value == sa.bindparam("b_was"))
+    .values(value=sa.bindparam("b_now"))
+)
 
 
 def _row(call_sid: str, entry: Entry) -> dict[str, Any]:

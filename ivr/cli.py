@@ -22,6 +22,7 @@ from . import embedded, store
 from .callbacks import Callbacks
 from .calllog import CallLog
 from .config import ConfigError, Settings
+from .outbox import Outbox
 from .supervisor.accounts import AccountError, SupervisorAccounts
 from .supervisor.audit import AuditTrail
 
@@ -46,6 +47,19 @@ def _account_store(settings: Settings) -> AccountStore:
 def _call_log(settings: Settings) -> CallLog:
     log = CallLog(make_engine(settings.database_url))
     log.create_schema()
+    return log
+
+
+def _written_log(settings: Settings) -> CallLog:
+    """The call log with every webhook answered so far in it (the outbox moved first)."""
+    log = _call_log(settings)
+    client = store.connect(_redis_url(settings), settings.redis_timeout)
+    try:
+        if not Outbox(store.Store(client), log).catch_up():
+            click.echo("warning: the call log could not be brought up to date (is Redis up?); "
+                       "the last webhooks may be missing", err=True)  # fmt: skip
+    finally:
+        client.close()
     return log
 
 
@@ -178,7 +192,7 @@ def calls() -> None:
 @click.option("--limit", default=20, show_default=True, type=int)
 def list_(limit: int) -> None:
     """The newest calls first."""
-    records = _call_log(_settings()).recent(limit)
+    records = _written_log(_settings()).recent(limit)
     if not records:
         click.echo("No calls yet.")
         return
@@ -195,7 +209,7 @@ def list_(limit: int) -> None:
 @click.argument("call_sid")
 def show(call_sid: str) -> None:
     """One call's timeline, redacted as it was written."""
-    record = _call_log(_settings()).get(call_sid)
+    record = _written_log(_settings()).get(call_sid)
     if record is None:
         raise click.ClickException(f"no call {call_sid} in the call log")
     started = f"{record.started_at:%Y-%m-%d %H:%M:%S}"
@@ -288,7 +302,7 @@ def replay(call_sid: str) -> None:
     from .state import LANGS, Localized
 
     settings = _settings()
-    record = _call_log(settings).get(call_sid)
+    record = _written_log(settings).get(call_sid)
     if record is None:
         click.echo(f"Error: no call {call_sid} in the call log", err=True)
         sys.exit(2)

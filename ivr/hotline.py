@@ -12,7 +12,6 @@ import datetime
 import hashlib
 import hmac
 import logging
-import threading
 import time
 import zoneinfo
 from collections.abc import Callable, Sequence
@@ -28,12 +27,13 @@ from services.accounts.errors import AccountsError
 
 from . import twiml
 from .callbacks import Callbacks
-from .calllog import Appended, CallLog, Ended, Entry, Noted, Started, Write, mask_number
+from .calllog import Appended, CallLog, Ended, Entry, Noted, Opened, Started, Write, mask_number
 from .catalog import Catalog, Segment
 from .groupcommit import GroupCommit
 from .hours import AgentHours
 from .machine import Context, advance
 from .menu import Menu
+from .outbox import Outbox
 from .state import (
     LANGS,
     Act,
@@ -64,12 +64,10 @@ log = logging.getLogger("ivr.hotline")
 BUSY_WAIT = 0.8
 APOLOGY = (Say("error.apology"), Say("error.apology.options"))
 QUEUE_POSITION = "queue.position"
-# Seconds a webhook waits for its call-log entries to be written before it answers anyway
-# (they are written when the database answers again).
+# Seconds a webhook waits for its call-log entries to be written before it answers anyway,
+# when they go to the database directly (Redis is failing, or the outbox is not known yet):
+# they are written when the database answers again.
 JOURNAL_WAIT = 1.0
-# Seconds the call log's writer waits for the webhooks of its worker that are on their way to
-# the log, so that they share its transaction (see GroupCommit._gather).
-JOURNAL_LINGER = 0.001
 RECOVERY_KEYS = {"1": "restart", "0": "agent"}  # the keys error.apology.options names
 
 
@@ -107,13 +105,6 @@ class Hotline:
         self.store = store
         self.accounts = accounts
         self.calllog = calllog
-        self._coming = 0  # webhooks being answered that have not yet written to the call log
-        self._counting = threading.Lock()
-        self._mine = threading.local()
-        self.journal = GroupCommit[Write](
-            calllog.write, _database_away, name="call log", wait=JOURNAL_WAIT,
-            coming=lambda: self._coming, linger=JOURNAL_LINGER,
-        )  # fmt: skip
         self.pepper = pepper
         self.agents = agents
         self.hours = hours or AgentHours()
@@ -123,31 +114,29 @@ class Hotline:
         self.clock = clock
         self.caller_key = caller_key or _caller_key(pepper)  # a caller's number, keyed-hashed
         self.on_ended: Callable[[str], None] | None = None  # told each call's outcome, once
+        # The call log: webhooks hand their writes to the outbox in the round trip that saves
+        # the call's state; they go to the database directly only when Redis fails.
+        self.outbox = Outbox(store, calllog, self.caller_key, on_ended=self._ended)
+        self.journal = GroupCommit[Write](calllog.write, _database_away, name="call log",
+                                          wait=JOURNAL_WAIT)  # fmt: skip
 
     # --- the webhook -----------------------------------------------------------------
 
     def answer(self, hook: Webhook, event: Event) -> str:
         """The TwiML for one webhook; never raises for Redis, database or service failures."""
-        self._on_the_way(True)
+        self.outbox.start()  # this process's mover (once per process)
+        self.outbox.hand_held()
         try:
-            try:
-                reply = self._answer(hook, event)
-            except (redis.RedisError, OSError) as exc:
-                log.error("call %s step %d: Redis failed (%s)", hook.call_sid, hook.seq,
-                          _kind(exc))  # fmt: skip
-                reply = None
-            return reply if reply is not None else self._sorry(hook, event)
-        finally:
-            self._on_the_way(False)
+            reply = self._answer(hook, event)
+        except (redis.RedisError, OSError) as exc:
+            log.error("call %s step %d: Redis failed (%s)", hook.call_sid, hook.seq,
+                      _kind(exc))  # fmt: skip
+            reply = None
+        return reply if reply is not None else self._sorry(hook, event)
 
-    def _on_the_way(self, coming: bool) -> None:
-        """Count this thread's webhook among those coming to the call log (True), or no
-        longer (False: it has written there, or it will not)."""
-        if getattr(self._mine, "coming", False) == coming:
-            return
-        self._mine.coming = coming
-        with self._counting:
-            self._coming += 1 if coming else -1
+    def _ended(self, outcome: str) -> None:
+        if self.on_ended is not None:
+            self.on_ended(outcome)
 
     def _answer(self, hook: Webhook, event: Event) -> str | None:
         """The step's reply, a reply given before (a repeat), or None: apologise."""
@@ -186,11 +175,13 @@ class Hotline:
         if step.effect is not None:
             return None
         reply, entries = self._reply(hook, step, now, _entries(now, step.log))
-        opened = self.store.open(hook.call_sid, step.state, reply)
+        writes = [Opened(hook.call_sid, hook.caller, now, tuple(entries), step.state.lang)]
+        handed = self.outbox.command(writes)
+        opened = self.store.open(hook.call_sid, step.state, reply, log=handed)
         if opened.outcome != "go":
-            return opened.reply or None
-        self._log([Started(hook.call_sid, hook.caller, now),
-                   Appended(hook.call_sid, tuple(entries), step.state.lang)])  # fmt: skip
+            return opened.reply or None  # (a repeated delivery's Opened writes nothing)
+        if handed is None:
+            self._log(writes)
         return reply
 
     def _release(self, call_sid: str, token: str) -> None:
@@ -204,8 +195,13 @@ class Hotline:
         now = self.clock()
         entries = tuple(Entry(now, "prompt", {"key": say.key, "text": segment.text})
                         for say, segment in self._apology())  # fmt: skip
-        started = [Started(hook.call_sid, hook.caller, now)] if isinstance(event, Start) else []
-        self._log([*started, Noted(hook.call_sid, entries)])
+        writes = [*_started(hook, event, now), Noted(hook.call_sid, entries)]
+        try:
+            handed = self.outbox.put(writes)
+        except redis.RedisError:
+            handed = False
+        if not handed:
+            self._direct(writes)
         return self.apology(hook.base)
 
     def _step(self, hook: Webhook, state: CallState, event: Event, token: str) -> str:
@@ -222,10 +218,14 @@ class Hotline:
                 right_pin = step.effect.id_digest
             step = advance(self.menu, step.state, outcome, ctx)
         reply, entries = self._reply(hook, step, now, entries + _entries(now, step.log))
-        if not self.store.commit(hook.call_sid, token, hook.seq, step.state, reply, right_pin):
+        writes = [*_started(hook, event, now),
+                  Appended(hook.call_sid, tuple(entries), step.state.lang)]  # fmt: skip
+        handed = self.outbox.command(writes)
+        if not self.store.commit(hook.call_sid, token, hook.seq, step.state, reply, right_pin,
+                                 log=handed):  # fmt: skip
             log.warning("call %s step %d: claim expired before commit", hook.call_sid, hook.seq)
-        started = [Started(hook.call_sid, hook.caller, now)] if isinstance(event, Start) else []
-        self._log([*started, Appended(hook.call_sid, tuple(entries), step.state.lang)])
+        if handed is None:
+            self._log(writes)
         return reply
 
     def _reply(
@@ -256,13 +256,17 @@ class Hotline:
         """The call's status callback: write its end once and let its state expire."""
         now = self.clock()
         if call_sid and status in ("completed", "busy", "failed", "no-answer", "canceled"):
-            written = self._log([Ended(call_sid, status, duration, now)])
-            if written and written[0] and self.on_ended is not None:
-                self.on_ended(str(written[0]))  # this very callback ended the call
+            writes: list[Write] = [Ended(call_sid, status, duration, now)]
+            handed = self.outbox.command(writes)
             try:
-                self.store.end(call_sid)
+                self.store.end(call_sid, log=handed)
             except redis.RedisError as exc:
                 log.error("call %s: could not expire its state (%s)", call_sid, _kind(exc))
+                handed = None  # (if the end reached the outbox too, it is written once)
+            if handed is None:
+                written = self._direct(writes)
+                if written and written[0]:
+                    self._ended(str(written[0]))  # this very callback ended the call
 
     def apology(self, base: str) -> str:
         """Sorry, in both languages, with a retry (1) and a person (0): needs no Redis."""
@@ -371,15 +375,11 @@ class Hotline:
     ) -> tuple[Any, bool]:
         """Call the account service, logging outcome and latency; (result, ok)."""
         started = time.perf_counter()
-        coming = getattr(self._mine, "coming", False)
-        self._on_the_way(False)  # the call log's writer need not wait for the service
         try:
             result, ok, outcome = call(), True, "ok"
         except AccountsError as exc:
             result, ok, outcome = None, False, type(exc).__name__
             log.error("account service %s failed: %s", name, outcome)
-        finally:
-            self._on_the_way(coming)
         ms = round((time.perf_counter() - started) * 1000, 1)
         entries.append(Entry(now, "service", {"call": name, "outcome": outcome, "ms": ms}))
         return result, ok
@@ -393,11 +393,21 @@ class Hotline:
     def _today(self) -> datetime.date:
         return self.clock().astimezone(self.zone).date()
 
-    def _log(self, writes: list[Write]) -> Sequence[Any]:
-        """Write to the call log (with other webhooks' writes, in one transaction); what the
-        log said of each write. A database that does not answer keeps the caller waiting at
-        most JOURNAL_WAIT: the writes are kept and written when it is back (and () said)."""
-        self._on_the_way(False)
+    def _direct(self, writes: Sequence[Write]) -> Sequence[Any]:
+        """Write to the call log directly, Redis failing; what the log did not take because
+        the call is not in it yet (its start may still be in the outbox) is held for the
+        outbox, to follow the call's other writes there once Redis is back."""
+        written = self._log(writes)
+        if written and self.outbox.key is not None:
+            self.outbox.hold([write for write, done in zip(writes, written, strict=True)
+                              if not done])  # fmt: skip
+        return written
+
+    def _log(self, writes: Sequence[Write]) -> Sequence[Any]:
+        """Write to the call log directly (with other webhooks' writes, in one transaction):
+        what the log said of each write. A database that does not answer keeps the caller
+        waiting at most JOURNAL_WAIT: the writes are kept and written when it is back (and ()
+        said)."""
         written = self.journal.submit(writes)
         if written is None:
             log.error("call log: the database has not taken a webhook's entries within %.1f s; "
@@ -429,6 +439,11 @@ def _caller_key(pepper: str) -> Callable[[str], str]:
         return hmac.new(pepper.encode(), b"caller:" + number.encode(), hashlib.sha256).hexdigest()
 
     return key
+
+
+def _started(hook: Webhook, event: Event, now: datetime.datetime) -> list[Write]:
+    """The call's start, to write with the entries of a webhook that starts a call."""
+    return [Started(hook.call_sid, hook.caller, now)] if isinstance(event, Start) else []
 
 
 def _database_away(exc: BaseException) -> bool:

@@ -8,6 +8,8 @@ Keys are hash-tagged so every multi-key script touches one Redis Cluster slot:
   ivr:{id:<digest>}:checks PIN checks of an ID number in the current window (rate limit)
   ivr:{caller:<key>}:calls calls from one number that keyed an ID number, this window
   ivr:{caller:<key>}:ids   distinct ID numbers (digests) keyed from one number, this window
+  ivr:calllog:{<name>}     the call log's outbox (a stream: `ivr.outbox`), and :mover, the
+                           lease of the process moving it to the database
 A step is applied once: `begin` claims it (or answers a repeated delivery with
 the reply already given), `commit` saves the new state and the reply together.
 Round trips per webhook: a call's first webhook one (`open`: its state and reply saved
@@ -28,7 +30,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -44,6 +46,9 @@ LOCK_SECONDS = 24 * 3600
 MAX_FAILURES = 5
 CLAIM_MS = 10_000
 ENDED_TTL = 600
+# The call log's outbox keeps at most about this many webhooks' writes (the database away for
+# a quarter of an hour at 1,000 webhooks a second); past that the oldest are dropped.
+OUTBOX_MAXLEN = 1_000_000
 
 _T = TypeVar("_T")
 
@@ -350,53 +355,69 @@ class Store:
             return Begun("go", state=state, token=token)
         return Begun(kind, reply=payload.decode() if payload else None)
 
-    def open(self, call_sid: str, state: CallState, reply: str) -> Begun:
+    def open(
+        self, call_sid: str, state: CallState, reply: str, log: _Command | None = None
+    ) -> Begun:  # fmt: skip
         """A call's first step, when its reply needs nothing but the menu: save the state and
         reply in one round trip ("go"), or find the call begun (a repeated delivery: "replay"
-        with the reply it got; "stale" with the latest one)."""
+        with the reply it got; "stale" with the latest one). `log`: the call-log entries'
+        `outbox_add`, sent in the same round trip."""
         ttl = ENDED_TTL if state.ended else self.call_ttl
         args: list[Any] = [state.to_json(), reply, ttl]
-        outcome, payload = self._ask(lambda: self._open(self._call_keys(call_sid)[:1], args))
+        opening: _Command = (self._open, self._call_keys(call_sid)[:1], args)
+        outcome, payload = self._together(opening, *([log] if log else []))[0]
         kind: Any = outcome.decode()
         return Begun(kind, reply=payload.decode() if payload else None)
 
     def commit(
         self, call_sid: str, token: str, seq: int, state: CallState, reply: str,
-        clear_failures: str | None = None,
+        clear_failures: str | None = None, log: _Command | None = None,
     ) -> bool:  # fmt: skip
         """Save the state after step `seq` and the reply it got; False if the claim was lost.
         `clear_failures`: an ID number's digest whose wrong PINs in a row start again from
-        zero (its PIN was right), sent in the same round trip."""
+        zero (its PIN was right); `log`: the step's call-log entries' `outbox_add`; both sent
+        in the same round trip."""
         ttl = ENDED_TTL if state.ended else self.call_ttl
         args: list[Any] = [token, seq + 1, state.to_json(), seq, reply, ttl]
-        keys = self._call_keys(call_sid)
-        if clear_failures is None:
-            return bool(self._ask(lambda: self._commit(keys, args)))
-        reset: _Command = ("delete", self._id_keys(clear_failures)[:1], [])
-        return bool(self._together(reset, (self._commit, keys, args))[1])
+        commands: list[_Command] = [(self._commit, self._call_keys(call_sid), args)]
+        if clear_failures is not None:
+            commands.append(("delete", self._id_keys(clear_failures)[:1], []))
+        if log is not None:
+            commands.append(log)
+        if len(commands) == 1:
+            return bool(self._ask(lambda: self._commit(*commands[0][1:])))
+        return bool(self._together(*commands)[0])
 
     def _together(self, *commands: _Command) -> list[Any]:
-        """Commands sent in one round trip (a pipeline without MULTI; each is safe to send
-        again). Scripts go by their SHA alone; if Redis has forgotten one (it restarted), it
-        is loaded and the commands sent again. On a Redis Cluster, whose nodes hold different
+        """Commands sent in one round trip (a pipeline without MULTI). Scripts go by their SHA
+        alone; if Redis has forgotten one (it restarted), it is loaded and that script sent
+        again (only it: the others have run). On a Redis Cluster, whose nodes hold different
         slots (and whose client pipelines no scripts), they are sent one after the other."""
         if not self._one_server:
             return [self._ask(lambda: _send(self.redis, c, script_object=True))  # noqa: B023
                     for c in commands]  # fmt: skip
 
-        def send() -> list[Any]:
+        def send(batch: Sequence[_Command]) -> list[Any]:
             pipe = self.redis.pipeline(transaction=False)
-            for command in commands:
+            for command in batch:
                 _send(pipe, command, script_object=False)
-            return list(pipe.execute())
+            return list(pipe.execute(raise_on_error=False))
 
-        try:
-            return self._ask(send)
-        except redis.exceptions.NoScriptError:
-            for script, _, _ in commands:
-                if isinstance(script, Script):
-                    self._ask(lambda: self.redis.script_load(script.script))  # noqa: B023
-            return self._ask(send)
+        answers = self._ask(lambda: send(commands))
+        again = [i for i, answer in enumerate(answers)
+                 if isinstance(answer, redis.exceptions.NoScriptError)]  # fmt: skip
+        for i in again:
+            script = commands[i][0]
+            assert isinstance(script, Script)
+            self._ask(lambda: self.redis.script_load(script.script))  # noqa: B023
+        if again:
+            for i, answer in zip(again, self._ask(lambda: send([commands[i] for i in again])),
+                                 strict=True):  # fmt: skip
+                answers[i] = answer
+        for answer in answers:
+            if isinstance(answer, Exception):
+                raise answer
+        return answers
 
     def release(self, call_sid: str, token: str) -> None:
         """Give a claim back without saving (the step failed half-way)."""
@@ -407,9 +428,63 @@ class Store:
         apology), so no worker is applying it for them any more."""
         self._ask(lambda: self.redis.delete(self._call_keys(call_sid)[1]))
 
-    def end(self, call_sid: str) -> None:
-        """The call is over: keep its state a little longer for late duplicates, then forget it."""
-        self._ask(lambda: self.redis.expire(self._call_keys(call_sid)[0], ENDED_TTL))
+    def end(self, call_sid: str, log: _Command | None = None) -> None:
+        """The call is over: keep its state a little longer for late duplicates, then forget it.
+        `log`: the call's end's `outbox_add`, sent in the same round trip."""
+        expire: _Command = ("expire", self._call_keys(call_sid)[:1], [ENDED_TTL])
+        self._together(expire, *([log] if log else []))
+
+    # --- the call log's outbox (ivr.outbox) ---------------------------------------------------
+
+    @staticmethod
+    def outbox_key(name: str) -> str:
+        return f"ivr:calllog:{{{name}}}"
+
+    @staticmethod
+    def outbox_add(key: str, payload: bytes) -> _Command:
+        """The command that adds one webhook's call-log writes to the outbox (at most
+        OUTBOX_MAXLEN entries kept: past that, while the database is away, the oldest go)."""
+        return ("xadd", [key], [{b"w": payload}, "*", OUTBOX_MAXLEN, True])
+
+    def outbox_put(self, key: str, payload: bytes) -> None:
+        """Add to the outbox on its own (writes that go with no other command)."""
+        self._together(self.outbox_add(key, payload))
+
+    def outbox_read(
+        self, key: str, after: str, count: int, trim: bool = False
+    ) -> list[tuple[str, bytes]]:  # fmt: skip
+        """Up to `count` outbox entries after `after`, oldest first: (id, payload). `trim`:
+        first forget the entries up to `after` (they are in the database), in the same round
+        trip."""
+        read: _Command = ("xread", [], [{key: after}, count])
+        if trim:
+            ms, _, seq = after.partition("-")
+            forget: _Command = ("xtrim", [key], [None, True, f"{ms}-{int(seq or 0) + 1}"])
+            answer = self._together(forget, read)[1]
+        else:
+            answer = self._together(read)[0]
+        streams = answer.items() if isinstance(answer, dict) else answer or []
+        return [(_text(entry_id), fields[b"w"])
+                for _, entries in streams for entry_id, fields in entries]  # fmt: skip
+
+    def outbox_id(self, key: str) -> str:
+        """The id of this Redis's outbox stream (made on first ask): its place in the database
+        is kept under it, so a Redis started afresh, or another Redis on the same database,
+        starts from its own beginning."""
+        made = secrets.token_hex(8)
+        ident = self._together(("set", [f"{key}:id"], [made, None, None, True]),
+                               ("get", [f"{key}:id"], []))[1]  # fmt: skip
+        return _text(ident)
+
+    def outbox_last(self, key: str) -> str | None:
+        """The newest entry still in the outbox, or None."""
+        newest = self._ask(lambda: self.redis.xrevrange(key, count=1))
+        return _text(newest[0][0]) if newest and newest[0][0] else None
+
+    def outbox_lease(self, key: str, seconds: float) -> Any:
+        """The lease that lets one process at a time move the outbox (redis-py's Lock)."""
+        return self.redis.lock(f"{key}:mover", timeout=seconds, blocking=False,
+                               thread_local=False)  # fmt: skip
 
     def admit(
         self, caller_key: str, call_sid: str, digest: str
@@ -470,6 +545,10 @@ def _send(client: Any, command: _Command, *, script_object: bool) -> Any:
     if script_object:
         return name(keys, args, client=client)
     return client.evalsha(name.sha, len(keys), *keys, *args)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _word(answer: bytes, allowed: tuple[str, ...]) -> Any:

@@ -380,7 +380,7 @@ def logged_prompts(engine: sa.Engine, call_sid: str) -> list[str]:
     query = (
         sa.select(events_table.c.data)
         .where(events_table.c.call_sid == call_sid, events_table.c.kind == "prompt")
-        .order_by(events_table.c.id)
+        .order_by(events_table.c.at, events_table.c.id)
     )
     with engine.connect() as conn:
         return [str(row[0].get("text", "")) for row in conn.execute(query)]

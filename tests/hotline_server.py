@@ -38,10 +38,29 @@ class Server:
     log: Path
     process: subprocess.Popen[bytes]
 
+    def catch_up(self) -> None:
+        """Wait until every webhook this hotline answered is in its call log's tables."""
+        caught_up(self.env["REDIS_URL"], self.env["DATABASE_URL"])
+
     def ivr(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run the `ivr` command against this hotline's Redis and database."""
         return subprocess.run([str(BIN / "ivr"), *args], env=dict(self.env), input=stdin,
                               capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+
+
+def caught_up(redis_url: str, database_url: str) -> None:
+    """Wait until the call log's outbox in this Redis is moved to this database."""
+    from ivr import store
+    from ivr.calllog import CallLog
+    from ivr.outbox import Outbox
+    from services.accounts.db import make_engine
+
+    client, engine = store.connect(redis_url, 2.0), make_engine(database_url)
+    try:
+        assert Outbox(store.Store(client), CallLog(engine)).catch_up(), "outbox not moved"
+    finally:
+        client.close()
+        engine.dispose()
 
 
 def free_port() -> int:

@@ -174,6 +174,7 @@ def test_a_signature_replayed_on_another_webhook_or_for_another_call_is_refused(
     assert reply.status_code == 403
     for header in ({}, {"X-Twilio-Signature": ""}, {"X-Twilio-Signature": signature + "x"}):
         assert client.post("/voice/status", data=status, headers=header).status_code == 403
+    assert app.extensions["ivr"].outbox.catch_up()
     record = app.extensions["ivr"].calllog.get(params["CallSid"])
     assert record is not None and record.ended_at is None, "no forged status ended the call"
 
@@ -299,6 +300,7 @@ def test_a_call_sid_reused_after_its_call_ended_starts_no_new_call(app: Flask) -
     for path, extra in (("/voice/in/2", {"Digits": "1"}), ("/voice/in/0", {}),
                         ("/voice/status", {"CallStatus": "completed"})):  # fmt: skip
         assert_twiml(post(client, path, {**params, **extra}))
+    assert app.extensions["ivr"].outbox.catch_up()
     record = app.extensions["ivr"].calllog.get(params["CallSid"])
     assert record is not None and record.status == "completed"
     kinds = [e.kind for e in record.timeline]
@@ -340,6 +342,7 @@ def assert_call_log_valid(app: Flask) -> None:
     """Every call in the log reads back; at most one end each, and only with its end time; no
     entry belongs to a call the log does not have; each call page of the console renders."""
     hotline = app.extensions["ivr"]
+    assert hotline.outbox.catch_up()
     engine = app.extensions["ivr.engine"]
     with engine.connect() as conn:
         sids = [row[0] for row in conn.execute(sa.select(calls_table.c.call_sid))]

@@ -361,7 +361,7 @@ def test_with_redis_down_a_right_pin_is_never_accepted_and_the_call_goes_on_afte
     call.hangup()
     shown = on_own_redis.ivr("calls", "show", call.phone.sid)
     assert shown.stdout.count("call=verify_pin") == 1, shown.stdout  # only once Redis was back
-    assert "error.apology" in shown.stdout  # the apology heard is in the call's log
+    assert "error.apology" in shown.stdout, shown.stdout  # the apology heard is in the log
 
 
 # --- the account service hanging, failing, and the breaker (issue 6: faults 3 and 6) ---------
@@ -557,6 +557,7 @@ def test_a_worker_killed_mid_load_fails_at_most_one_webhook_in_a_thousand_and_lo
     assert total >= 1000 and len(failed) <= total // 1000, (total, failed)
     respawned = worker_pids(master)
     assert victim not in respawned and len(respawned) == 2, respawned
+    killable.catch_up()  # (the killed worker may have held the outbox's lease: it lapses)
     engine = make_engine(killable.env["DATABASE_URL"])
     try:
         unheard = {}
@@ -613,6 +614,7 @@ def test_status_callbacks_racing_an_action_webhook_twice_and_out_of_order_lose_n
             query = sa.select(events_table.c.kind, events_table.c.data).where(
                 events_table.c.call_sid == call.phone.sid
             )
+            hotline.catch_up()
             with engine.connect() as conn:
                 rows = conn.execute(query).all()
             kinds = [kind for kind, _ in rows]

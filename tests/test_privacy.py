@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import fresh_database
 from fault_kit import PrivateRedis, private_redis, signed_in_console
-from hotline_server import Server, free_port, serve
+from hotline_server import Server, caught_up, free_port, serve
 from twilio_sim import SimCall, Simulator
 
 from ivr import create_app
@@ -207,6 +207,8 @@ def swept(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[
         with serve(folder / "own-redis-hotline", own.url, url, extra_env=env) as on_own:
             sim = Simulator(on_own.url, on_own.token)
             sids += (with_redis_killed_in_the_middle(sim, own).phone.sid,)
+        caught_up(redis_url, url)
+        caught_up(own.url, url)
         yield Swept(server, url, redis_url, sids, (no_accounts, on_own), (redis_url, own.url))
 
 

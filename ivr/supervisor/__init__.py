@@ -42,6 +42,7 @@ def init_app(
     callbacks: CallbackRequests | None = None,
     limits: Limits | None = None,
     espeak: str | None = None,
+    catch_up: Callable[[], object] = lambda: True,
 ) -> Console:
     """Add the console to `app` (its tables are made with `create_schema`)."""
     from .views import bp
@@ -61,6 +62,7 @@ def init_app(
         callbacks=callbacks or StoredCallbacks(engine),
         zone=zone,
         signer=URLSafeTimedSerializer(app.secret_key or "", salt="ivr.supervisor.replay"),
+        catch_up=catch_up,
     )
     app.extensions["ivr.supervisor"] = console
     app.session_interface = ConsoleSessionInterface()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -33,6 +34,8 @@ class Console:
     callbacks: CallbackRequests
     zone: zoneinfo.ZoneInfo
     signer: URLSafeTimedSerializer
+    # Brings the call log up to date (every webhook answered so far written: the outbox moved)
+    catch_up: Callable[[], object] = lambda: True
 
     def replay_token(self, call_sid: str, supervisor_id: int) -> str:
         """A token for a replay's audio: this call, this supervisor, for a while."""

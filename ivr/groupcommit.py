@@ -1,20 +1,15 @@
 """Group commit: many threads' writes, one transaction.
 
-Each web worker answers many webhooks at once (one per thread), and every webhook adds a few
-entries to the call log. Written one transaction per webhook, the database's per-transaction
-work (the connection, BEGIN, COMMIT, each statement's preparation) is most of what a webhook
-costs. Here a thread with writes to make queues them; if no thread is writing, it becomes the
-writer itself (no hand-over to another thread: alone, a webhook writes its own entries as it
-would without any of this) and writes everything queued, in order, in one transaction; the
-threads that queued writes meanwhile wait, and the next of them writes what queued up during
-that transaction. A webhook is answered only once its entries are written (they survive a
-worker killed a moment later), and under load the writes of many webhooks share a transaction.
-
-Writes arrive a fraction of a millisecond apart, and a transaction takes less than one: left
-to itself, a writer would mostly find only its own writes queued. So before a transaction it
-waits for the threads that are on their way with writes (`coming`: the worker's webhooks
-being answered that have not yet written), at most `linger` seconds (1 ms for the call log),
-as PostgreSQL's commit_delay waits for commit_siblings; alone, a thread does not wait.
+Each web worker answers many webhooks at once (one per thread). A webhook whose call-log
+entries cannot go through the outbox (`ivr.outbox`: Redis is failing, or the database has not
+yet named the outbox) writes them here, and so may many at once. Written one transaction per
+webhook, the database's per-transaction work (the connection, BEGIN, COMMIT, each statement's
+preparation) is most of what a webhook costs. Here a thread with writes to make queues them;
+if no thread is writing, it becomes the writer itself (no hand-over to another thread: alone,
+a webhook writes its own entries as it would without any of this) and writes everything
+queued, in order, in one transaction; the threads that queued writes meanwhile wait, and the
+next of them writes what queued up during that transaction. A webhook is answered only once
+its entries are written (they survive a worker killed a moment later).
 
 When the database does not answer, the writes are kept, and a thread of its own tries them
 again every `retry` seconds until it takes them; a webhook waits at most `wait` seconds for
@@ -75,8 +70,6 @@ class GroupCommit(Generic[T]):
         retry: float = 0.5,
         limit: int = 100_000,
         batch: int = 2_000,
-        coming: Callable[[], int] | None = None,
-        linger: float = 0.0,
     ) -> None:
         self._write = write
         self._retryable = retryable
@@ -87,9 +80,6 @@ class GroupCommit(Generic[T]):
         self.batch = batch
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)  # flush and the retry thread wait on it
-        self._arrived = threading.Condition(self._lock)  # a writer lingering for the coming
-        self.coming = coming  # how many threads are on their way to hand over writes
-        self.linger = linger  # the longest a writer waits for them
         self._queue: deque[_Pending[T]] = deque()
         self._held = 0  # items queued or being written
         self._writing = False  # a thread is writing a batch now
@@ -116,7 +106,6 @@ class GroupCommit(Generic[T]):
             self._queue.append(pending)
             self._held += len(items)
             self._shed()
-            self._arrived.notify()
             pending.waiting = True
             try:
                 mine = self._turn(lambda: pending.done, time.monotonic() + self.wait, pending.wake)
@@ -163,7 +152,6 @@ class GroupCommit(Generic[T]):
         """Write batches until `done`, and on while writes are queued that no waiting thread
         will write (their threads stopped waiting); then let the next writer go."""
         while True:
-            self._gather()
             taken = self._take()
             written = self._write_batch(taken) if taken else True
             with self._lock:
@@ -172,21 +160,6 @@ class GroupCommit(Generic[T]):
                     self._writing = False
                     self._next()
                     return
-
-    def _gather(self) -> None:
-        """Before a transaction, while other threads are on their way with writes, wait for
-        them, at most `linger` seconds: their writes then share this transaction instead of
-        each taking one of its own (PostgreSQL's commit_delay and commit_siblings, for the
-        same reason). Alone, a thread does not wait."""
-        if self.coming is None or self.linger <= 0:
-            return
-        with self._lock:
-            deadline = time.monotonic() + self.linger
-            while self.coming() > 0 and len(self._queue) < self.batch:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return
-                self._arrived.wait(left)
 
     def _next(self) -> None:
         """Wake the thread that writes next (called holding the lock, with no writer): the

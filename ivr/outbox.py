@@ -57,6 +57,7 @@ log = logging.getLogger("ivr.outbox")
 
 BATCH = 500  # stream entries (webhooks) moved in one transaction at most
 PAUSE = 0.05  # seconds a mover waits when it found less than a batch
+IDLE = 0.5  # ... and at most, when it keeps finding nothing
 LEASE = 5.0  # seconds a mover's lease lasts without being renewed
 RETRY = 1.0  # seconds between tries for the lease, or after the database or Redis failed
 SAY_EVERY = 10.0  # seconds between two log lines about the same failure
@@ -195,6 +196,7 @@ class Outbox:
             self._lease = None
 
     def _run(self) -> None:
+        pause = PAUSE
         while True:
             try:
                 self.hand_held()
@@ -210,8 +212,9 @@ class Outbox:
                 continue
             if moved is None:
                 time.sleep(RETRY)  # another process moves
-            elif moved < BATCH:
-                time.sleep(PAUSE)
+            elif moved < BATCH:  # (a quiet line: look less often, up to IDLE)
+                pause = PAUSE if moved else min(pause * 2, IDLE)
+                time.sleep(pause)
 
     def move(self) -> int | None:
         """Move one batch if this process holds the lease (taking it if it is free): how many

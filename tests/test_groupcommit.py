@@ -155,35 +155,3 @@ def test_each_thread_gets_back_what_the_write_said_of_its_own_items() -> None:
     assert len(db.batches) < 8 * 30, "writes were not grouped"
     assert group.submit([]) == ()
 
-
-def test_a_writer_waits_a_moment_for_writes_on_their_way_and_not_for_nobody() -> None:
-    """With other webhooks on their way to the log, the writer lingers (at most `linger`) so
-    that their writes share its transaction; with none coming, it writes at once."""
-    db = Database()
-    coming = [0]
-    group = GroupCommit(db.write, lambda exc: False, name="test", coming=lambda: coming[0],
-                        linger=0.5)  # fmt: skip
-    started = time.monotonic()
-    assert group.put(["alone"])
-    assert time.monotonic() - started < 0.1, "nobody was coming: no wait"
-
-    coming[0] = 2  # two webhooks are being answered; their writes come 0.1 s from now
-
-    def later(item: str) -> bool:
-        time.sleep(0.1)
-        coming[0] -= 1
-        return group.put([item])
-
-    with ThreadPoolExecutor(2) as pool:
-        others = [pool.submit(later, "second"), pool.submit(later, "third")]
-        started = time.monotonic()
-        assert group.put(["first"])
-        waited = time.monotonic() - started
-        assert all(other.result() for other in others)
-    assert 0.09 < waited < 0.45, waited
-    assert sorted(db.batches[-1]) == ["first", "second", "third"], db.batches
-
-    coming[0] = 1  # one that never comes (a webhook stuck on a slow service): linger, no more
-    started = time.monotonic()
-    assert group.put(["fourth"])
-    assert 0.45 <= time.monotonic() - started < 0.9

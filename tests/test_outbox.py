@@ -1,0 +1,222 @@
+"""The call log's outbox against a real Redis and the real database: what a webhook hands to
+Redis reaches the call log once, in the order it was handed over, whoever moves it."""
+
+from __future__ import annotations
+
+import datetime
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+import sqlalchemy as sa
+
+from ivr import outbox as outbox_module
+from ivr.calllog import Appended, CallLog, Ended, Entry, Moved, Noted, Opened, Started, events
+from ivr.outbox import Outbox, decode
+from ivr.store import Store
+from services.accounts.db import make_engine
+
+T0 = datetime.datetime(2026, 12, 6, 2, 0, tzinfo=datetime.UTC)
+CALLER = "+8613800138000"
+
+
+def at(seconds: float) -> datetime.datetime:
+    return T0 + datetime.timedelta(seconds=seconds)
+
+
+def key_of(number: str) -> str:
+    return f"key:{number[-4:]}"
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[sa.Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def log(engine: sa.Engine) -> CallLog:
+    calllog = CallLog(engine, caller_key=key_of)
+    calllog.create_schema()
+    return calllog
+
+
+def an_outbox(redis_client: redis.Redis, log: CallLog, **kw: object) -> Outbox:
+    return Outbox(Store(redis_client), log, key_of, **kw)  # type: ignore[arg-type]
+
+
+def new_sid() -> str:
+    return "CA" + uuid.uuid4().hex
+
+
+def kinds(log: CallLog, sid: str) -> list[str]:
+    record = log.get(sid)
+    assert record is not None
+    return [f"{e.kind}:{e.data.get('key', e.data.get('status', ''))}" for e in record.timeline]
+
+
+def whole_call(box: Outbox, sid: str) -> None:
+    """A call's writes as its webhooks hand them over: opened, two steps, ended."""
+    box.put([Opened(sid, CALLER, at(0), (Entry(at(0), "prompt", {"key": "welcome"}),), "cmn-CN")])
+    box.put([Appended(sid, (Entry(at(1), "key", {"key": "1"}),))])
+    box.put([Appended(sid, (Entry(at(2), "prompt", {"key": "balance"}),))])
+    box.put([Ended(sid, "completed", 9, at(9))])
+
+
+def test_handed_over_writes_reach_the_log_in_order_with_the_caller_masked_in_redis_too(
+    redis_client: redis.Redis, log: CallLog
+) -> None:
+    ended: list[str] = []
+    box = an_outbox(redis_client, log, on_ended=ended.append)
+    sid = new_sid()
+    whole_call(box, sid)
+    assert box.key is not None
+    in_redis = b"".join(fields[b"w"] for _, fields in redis_client.xrange(box.key))
+    assert CALLER.encode() not in in_redis and b"+86*******8000" in in_redis
+    assert log.get(sid) is None, "nothing is written before it is moved"
+    assert box.catch_up()
+    record = log.get(sid)
+    assert record is not None
+    assert record.caller == "+86*******8000" and record.status == "completed"
+    assert kinds(log, sid) == ["start:", "prompt:welcome", "key:1", "prompt:balance",
+                               "end:completed"]  # fmt: skip
+    assert ended == ["abandoned"]  # told the call's outcome as its end was moved
+    with log.engine.connect() as conn:
+        key = conn.execute(sa.text("SELECT caller_key FROM call_log_calls")).scalar()
+    assert key == "key:8000"
+
+
+def test_a_repeated_first_webhook_writes_nothing_more(
+    redis_client: redis.Redis, log: CallLog
+) -> None:
+    box, sid = an_outbox(redis_client, log), new_sid()
+    opened = Opened(sid, CALLER, at(0), (Entry(at(0), "prompt", {"key": "welcome"}),))
+    box.put([opened])
+    box.put([Opened(sid, CALLER, at(0.1), (Entry(at(0.1), "prompt", {"key": "welcome"}),))])
+    assert box.catch_up()
+    assert kinds(log, sid) == ["start:", "prompt:welcome"]
+
+
+def test_a_write_moved_by_another_mover_is_not_written_twice(log: CallLog) -> None:
+    """The log's place in the stream is checked and moved in the write's own transaction."""
+    sid = new_sid()
+    log.write([Started(sid, CALLER, at(0))])
+    stream = "test-" + uuid.uuid4().hex[:8]
+    was = log.outbox_moved(stream)
+    assert was == "0-0"
+    note = Noted(sid, (Entry(at(1), "prompt", {"key": "x"}),))
+    log.write([note], moved=(stream, was, "5-0"))
+    with pytest.raises(Moved):  # a second mover with the same place
+        log.write([note], moved=(stream, was, "5-0"))
+    assert log.outbox_moved(stream) == "5-0"
+    assert kinds(log, sid) == ["start:", "prompt:x"]
+
+
+def test_two_movers_at_once_write_each_entry_once(
+    redis_client: redis.Redis, log: CallLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two movers that both think they hold the lease (one stalled past it) and start from
+    the same place: the second's transaction finds the place moved and writes nothing."""
+    first, second = an_outbox(redis_client, log), an_outbox(redis_client, log)
+    for sid in [new_sid() for _ in range(30)]:
+        whole_call(first, sid)
+    assert first.key is not None
+    stream = first.store.outbox_id(first.key)
+    for box in (first, second):
+        monkeypatch.setattr(box, "_hold", lambda key: True)
+        box._stream, box._moved = stream, log.outbox_moved(stream)
+    assert first.move() == 120
+    assert second.move() == 0  # it read the same 120 entries, and wrote none of them
+    assert first.catch_up() and second.catch_up()
+    with log.engine.connect() as conn:
+        written = conn.execute(sa.select(sa.func.count()).select_from(events)).scalar()
+    assert written == 30 * 5
+
+
+def test_a_mover_that_stops_is_replaced_when_its_lease_lapses(
+    redis_client: redis.Redis, log: CallLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox_module, "LEASE", 0.5)
+    gone, standby = an_outbox(redis_client, log), an_outbox(redis_client, log)
+    sid = new_sid()
+    gone.put([Opened(sid, CALLER, at(0), ())])
+    assert gone.move() == 1  # it holds the lease now, then stops (its worker was killed)
+    whole_call(gone, new_sid())
+    assert standby.move() is None, "the lease is held: the stand-by waits"
+    started = time.monotonic()
+    assert standby.catch_up(timeout=3)
+    assert 0.2 < time.monotonic() - started < 2.5
+
+
+def test_hotlines_sharing_a_redis_but_not_a_database_keep_apart(
+    redis_client: redis.Redis, log: CallLog, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    other_engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('other')}/other.sqlite3")
+    other = CallLog(other_engine, caller_key=key_of)
+    other.create_schema()
+    try:
+        mine, theirs = an_outbox(redis_client, log), an_outbox(redis_client, other)
+        assert mine.key != theirs.key
+        a, b = new_sid(), new_sid()
+        whole_call(mine, a)
+        whole_call(theirs, b)
+        assert mine.catch_up() and theirs.catch_up()
+        assert log.get(a) and log.get(b) is None
+        assert other.get(b) and other.get(a) is None
+    finally:
+        other_engine.dispose()
+
+
+def test_a_redis_started_afresh_is_moved_from_its_own_beginning(
+    redis_client: redis.Redis, log: CallLog
+) -> None:
+    box, before = an_outbox(redis_client, log), new_sid()
+    whole_call(box, before)
+    assert box.catch_up()
+    assert box.key is not None
+    redis_client.delete(box.key, f"{box.key}:id", f"{box.key}:mover")  # its data lost
+    fresh = an_outbox(redis_client, log)
+    after = new_sid()
+    whole_call(fresh, after)
+    assert fresh.catch_up()
+    assert kinds(log, after)[-1] == "end:completed"
+
+
+def test_an_apology_held_while_redis_was_down_follows_the_call_in_time(
+    redis_client: redis.Redis, log: CallLog
+) -> None:
+    """Redis failing, the apology's entries go to the database directly; the call's start is
+    still in the outbox, so the log does not take them yet: they are held, handed over when
+    Redis is back, and read back in the order they happened."""
+    box, sid = an_outbox(redis_client, log), new_sid()
+    box.put([Opened(sid, CALLER, at(0), (Entry(at(0), "prompt", {"key": "welcome"}),))])
+    apology = Noted(sid, (Entry(at(1), "prompt", {"key": "error.apology"}),))
+    assert log.write([apology]) == [False]  # (the direct write, while Redis was down)
+    box.hold([apology])
+    box.put([Appended(sid, (Entry(at(2), "prompt", {"key": "main.menu"}),))])  # after it, moved
+    assert box.catch_up()
+    box.hand_held()
+    assert box.catch_up()
+    assert kinds(log, sid) == ["start:", "prompt:welcome", "prompt:error.apology",
+                               "prompt:main.menu"]  # fmt: skip
+
+
+def test_the_stream_keeps_each_write_as_it_was(redis_client: redis.Redis, log: CallLog) -> None:
+    box = an_outbox(redis_client, log)
+    writes = [
+        Started("CA1", CALLER, at(0)),
+        Opened("CA2", CALLER, at(0.5), (Entry(at(0.5), "menu", {"node": "main"}),), "en-US"),
+        Appended("CA1", (Entry(at(1), "key", {"keys": "1", "中": [1, None]}),), "en-US"),
+        Noted("CA1", (Entry(at(2), "prompt", {"key": "error.apology"}),)),
+        Ended("CA1", "no-answer", None, at(3)),
+    ]
+    back = decode(box.encode(writes))
+    masked = "+86*******8000"
+    assert back == [
+        Started("CA1", masked, at(0), "key:8000"),
+        Opened("CA2", masked, at(0.5), writes[1].entries, "en-US", "key:8000"),  # type: ignore[union-attr]
+        *writes[2:],
+    ]

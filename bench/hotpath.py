@@ -112,6 +112,7 @@ def main() -> int:
             call()
         profile.disable()
         pstats.Stats(profile, stream=sys.stdout).sort_stats(opts.sort).print_stats(opts.top)
+        hotline.outbox.stop()
         embedded.stop(Path(folder))
     return 0
 

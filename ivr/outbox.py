@@ -86,6 +86,7 @@ class Outbox:
         self._moving = threading.Lock()  # one move at a time in this process
         self._pid = 0  # the process whose mover thread runs
         self._said: dict[str, float] = {}
+        self._stopping = threading.Event()
         self._held: deque[Write] = deque(maxlen=HOLD)
         self._holding = threading.Lock()
 
@@ -177,13 +178,17 @@ class Outbox:
             if self._pid == os.getpid():
                 return
             self._pid = os.getpid()
-            self._lease, self._moved = None, ""
+            self._lease, self._moved, self._stopping = None, "", threading.Event()
             threading.Thread(target=self._run, name="call-log mover", daemon=True).start()
-            atexit.register(self.flush)
+            atexit.register(self.stop)
 
-    def flush(self) -> None:
-        """At the process's end: move what is left if no other process is moving, and give
-        the lease back (another process takes it at once, not after LEASE)."""
+    def stop(self) -> None:
+        """Stop this process's mover (at the process's end, or the app's): move what is left
+        if no other process is moving, and give the lease back (another process takes it at
+        once, not after LEASE)."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
         try:
             while self.move():
                 pass
@@ -197,24 +202,24 @@ class Outbox:
 
     def _run(self) -> None:
         pause = PAUSE
-        while True:
+        while not self._stopping.is_set():
             try:
                 self.hand_held()
                 moved = self.move()
             except (redis.RedisError, sa.exc.SQLAlchemyError, OSError) as exc:
                 self._say("move", "call log: moving the outbox to the database failed (%s); "
                           "trying again", _kind(exc))  # fmt: skip
-                time.sleep(RETRY)
+                self._stopping.wait(RETRY)
                 continue
             except Exception:  # a bug must not stop the mover for good
                 log.exception("call log: the outbox's mover failed")
-                time.sleep(RETRY)
+                self._stopping.wait(RETRY)
                 continue
             if moved is None:
-                time.sleep(RETRY)  # another process moves
+                self._stopping.wait(RETRY)  # another process moves
             elif moved < BATCH:  # (a quiet line: look less often, up to IDLE)
                 pause = PAUSE if moved else min(pause * 2, IDLE)
-                time.sleep(pause)
+                self._stopping.wait(pause)
 
     def move(self) -> int | None:
         """Move one batch if this process holds the lease (taking it if it is free): how many

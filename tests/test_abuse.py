@@ -67,6 +67,7 @@ def app(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Fl
         engine = app.extensions["ivr.engine"]
         AccountStore(engine, env["IVR_PIN_PEPPER"]).import_file(DATA / "accounts.json")
         yield app
+        app.extensions["ivr"].outbox.stop()
         engine.dispose()
         app.extensions["ivr"].store.redis.close()
 
@@ -80,6 +81,7 @@ def proxied(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterato
                "REDIS_URL": redis_url, "DATABASE_URL": url, "PUBLIC_BASE_URL": PUBLIC}  # fmt: skip
         app = create_app(Settings.from_env(env))
         yield app
+        app.extensions["ivr"].outbox.stop()
         app.extensions["ivr.engine"].dispose()
         app.extensions["ivr"].store.redis.close()
 

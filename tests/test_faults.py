@@ -635,6 +635,7 @@ def app(tmp_path: Path, redis_url: str, database_url: str) -> Iterator[Flask]:
            "REDIS_URL": redis_url, "DATABASE_URL": database_url}  # fmt: skip
     app = create_app(Settings.from_env(env))
     yield app
+    app.extensions["ivr"].outbox.stop()
     app.extensions["ivr.engine"].dispose()
     app.extensions["ivr"].store.redis.close()
 

@@ -50,6 +50,7 @@ def in_process_app(tmp_path: Path, redis_url: str, database_url: str, **env: str
 def app(tmp_path: Path, redis_url: str, database_url: str) -> Iterator[Flask]:
     app = in_process_app(tmp_path, redis_url, database_url)
     yield app
+    app.extensions["ivr"].outbox.stop()
     app.extensions["ivr.engine"].dispose()
     app.extensions["ivr"].store.redis.close()
 
@@ -99,6 +100,7 @@ def test_redis_failures_are_counted_by_operation(tmp_path: Path, database_url: s
     assert reply.status_code == 200 and "technical problem" in reply.text  # the apology
     found = scrape(client)
     assert value(found, "ivr_redis_errors_total", operation="open", error="ConnectionError") == 1
+    app.extensions["ivr"].outbox.stop()
     app.extensions["ivr.engine"].dispose()
 
 
@@ -119,6 +121,7 @@ def test_account_service_failures_are_counted_by_operation(
     assert value(found, "ivr_account_service_errors_total", operation="verify_pin",
                  error="AccountsUnavailable") == 1  # fmt: skip
     assert value(found, "ivr_redis_errors_total", operation="begin", error="ConnectionError") == 0
+    app.extensions["ivr"].outbox.stop()
     app.extensions["ivr.engine"].dispose()
     app.extensions["ivr"].store.redis.close()
 

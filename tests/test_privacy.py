@@ -346,6 +346,7 @@ def console_pages(swept: Swept) -> dict[str, str]:
                 pages[f"replay {sid} {policy}"] = plan.get_data(as_text=True)
         return pages
     finally:
+        app.extensions["ivr"].outbox.stop()
         app.extensions["ivr.engine"].dispose()
         app.extensions["ivr"].store.redis.close()
 

@@ -203,4 +203,5 @@ def test_a_cluster_out_of_reach_at_start_gets_the_apology_not_a_dead_worker(
     reply = client.post("/voice", data=params, headers={
         "X-Twilio-Signature": sign("t", "http://localhost/voice", params)})  # fmt: skip
     assert reply.status_code == 200 and "technical problem" in reply.text
+    app.extensions["ivr"].outbox.stop()
     app.extensions["ivr.engine"].dispose()

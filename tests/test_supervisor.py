@@ -45,6 +45,7 @@ def app(settings: Settings) -> Iterator[Flask]:
     app = create_app(settings)
     app.config["TESTING"] = True
     yield app
+    app.extensions["ivr"].outbox.stop()
     app.extensions["ivr.engine"].dispose()
     app.extensions["ivr"].store.redis.close()
 
@@ -346,6 +347,7 @@ def test_a_public_https_base_url_makes_the_cookie_secure(settings: Settings, use
         page = client.get("/supervisor/")
         assert "; Secure" in page.headers["Set-Cookie"]  # the pre-sign-in CSRF cookie too
     finally:
+        app.extensions["ivr"].outbox.stop()
         app.extensions["ivr.engine"].dispose()
         app.extensions["ivr"].store.redis.close()
 

@@ -192,6 +192,7 @@ def app(tmp_path: Path, redis_url: str, database_url: str) -> Iterator[Flask]:
     app = create_app(Settings.from_env(env))
     app.config["TESTING"] = True
     yield app
+    app.extensions["ivr"].outbox.stop()
     app.extensions["ivr.engine"].dispose()
     app.extensions["ivr"].store.redis.close()
 

@@ -26,6 +26,7 @@ def app(tmp_path: Path, redis_url: str, database_url: str) -> Iterator[Flask]:
            "PUBLIC_BASE_URL": "https://ivr.example.org/hotline"}  # fmt: skip
     app = create_app(Settings.from_env(env))
     yield app
+    app.extensions["ivr"].outbox.stop()
     app.extensions["ivr.engine"].dispose()
     app.extensions["ivr"].store.redis.close()
 

@@ -57,7 +57,8 @@ log = logging.getLogger("ivr.outbox")
 
 BATCH = 500  # stream entries (webhooks) moved in one transaction at most
 PAUSE = 0.05  # seconds a mover waits when it found less than a batch
-IDLE = 0.5  # ... and at most, when it keeps finding nothing
+IDLE = 0.5  # ... and at most, when it keeps finding fewer than ENOUGH (twice as long each time)
+ENOUGH = 50  # entries worth a Redis round trip every PAUSE
 LEASE = 5.0  # seconds a mover's lease lasts without being renewed
 RETRY = 1.0  # seconds between tries for the lease, or after the database or Redis failed
 SAY_EVERY = 10.0  # seconds between two log lines about the same failure
@@ -218,7 +219,7 @@ class Outbox:
             if moved is None:
                 self._stopping.wait(RETRY)  # another process moves
             elif moved < BATCH:  # (a quiet line: look less often, up to IDLE)
-                pause = PAUSE if moved else min(pause * 2, IDLE)
+                pause = PAUSE if moved >= ENOUGH else min(pause * 2, IDLE)
                 self._stopping.wait(pause)
 
     def move(self) -> int | None:

@@ -124,9 +124,10 @@ class Outbox:
         return True
 
     def hold(self, writes: Sequence[Write]) -> None:
-        """Hand `writes` over once Redis answers again (tried by the mover thread): writes
-        the database did not take because their call's start is still in the outbox (an
-        apology or a call's end while Redis is down). At most HOLD are held."""
+        """Hand `writes` over once Redis answers again (tried before each webhook and by the
+        mover thread): writes the database did not take because their call's start is still
+        in the outbox (an apology or a call's end while Redis is down). At most HOLD are
+        held; past that the oldest go."""
         with self._holding:
             self._held.extend(writes)
 

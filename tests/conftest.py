@@ -7,12 +7,16 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
 import sqlalchemy as sa
 from hotline_server import Server, serve
 from twilio_sim import Simulator
+
+if TYPE_CHECKING:
+    from ivr.calllog import CallLog
 
 
 def _normalise(url: str) -> str:
@@ -49,6 +53,27 @@ def database_url(tmp_path: Path) -> Iterator[str]:
     """A database URL with an empty schema of its own (SQLite file, or a schema in DATABASE_URL)."""
     with fresh_database(tmp_path) as url:
         yield url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[sa.Engine]:
+    """An engine on that database (disposed afterwards)."""
+    from services.accounts.db import make_engine
+
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def log(engine: sa.Engine) -> CallLog:
+    """The call log on that database, its tables made; a caller's key is `key:` and the
+    number's last 4 digits."""
+    from ivr.calllog import CallLog
+
+    calllog = CallLog(engine, caller_key=lambda number: f"key:{number[-4:]}")
+    calllog.create_schema()
+    return calllog
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -31,20 +30,6 @@ CALLER = "+8613800138000"
 
 def at(seconds: int) -> datetime.datetime:
     return T0 + datetime.timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def log(engine: sa.Engine) -> CallLog:
-    calllog = CallLog(engine, caller_key=lambda number: f"key:{number[-4:]}")
-    calllog.create_schema()
-    return calllog
 
 
 @pytest.fixture

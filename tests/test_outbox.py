@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -27,21 +26,7 @@ def at(seconds: float) -> datetime.datetime:
 
 
 def key_of(number: str) -> str:
-    return f"key:{number[-4:]}"
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def log(engine: sa.Engine) -> CallLog:
-    calllog = CallLog(engine, caller_key=key_of)
-    calllog.create_schema()
-    return calllog
+    return f"key:{number[-4:]}"  # as the `log` fixture keys callers
 
 
 def an_outbox(redis_client: redis.Redis, log: CallLog, **kw: object) -> Outbox:

@@ -78,6 +78,7 @@ class Outbox:
         self.caller_key = caller_key
         self.on_ended = on_ended  # told each call's outcome, once, when its end is moved
         self._key: str | None = None
+        self._naming = threading.Lock()  # one thread at a time asks the database for the name
         self._asked = -RETRY  # when the database was last asked for the outbox's name
         self._lease: Any = None
         self._renew_at = 0.0
@@ -88,6 +89,7 @@ class Outbox:
         self._pid = 0  # the process whose mover thread runs
         self._said: dict[str, float] = {}
         self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
         self._held: deque[Write] = deque(maxlen=HOLD)
         self._holding = threading.Lock()
 
@@ -96,16 +98,21 @@ class Outbox:
     @property
     def key(self) -> str | None:
         """The stream's key, or None while the database has not said its name (then writes
-        go to the database directly)."""
-        if self._key is None and time.monotonic() - self._asked >= RETRY:
-            self._asked = time.monotonic()
-            try:
-                name = self.calllog.outbox_name()
-            except sa.exc.SQLAlchemyError as exc:
-                self._say("name", "call log: could not learn the outbox's name from the "
-                          "database (%s); writing to the database directly", _kind(exc))
-            else:
-                self._key = self.store.outbox_key(name)
+        go to the database directly). While one thread asks the database, the others wait
+        for its answer: a webhook writing directly while others of the same call go through
+        the outbox would reach the log out of order."""
+        if self._key is not None:
+            return self._key
+        with self._naming:
+            if self._key is None and time.monotonic() - self._asked >= RETRY:
+                try:
+                    name = self.calllog.outbox_name()
+                except sa.exc.SQLAlchemyError as exc:
+                    self._say("name", "call log: could not learn the outbox's name from the "
+                              "database (%s); writing to the database directly", _kind(exc))
+                else:
+                    self._key = self.store.outbox_key(name)
+                self._asked = time.monotonic()
         return self._key
 
     def command(self, writes: Sequence[Write]) -> Any:
@@ -181,7 +188,8 @@ class Outbox:
                 return
             self._pid = os.getpid()
             self._lease, self._moved, self._stopping = None, "", threading.Event()
-            threading.Thread(target=self._run, name="call-log mover", daemon=True).start()
+            self._thread = threading.Thread(target=self._run, name="call-log mover", daemon=True)
+            self._thread.start()
             atexit.register(self.stop)
 
     def stop(self) -> None:
@@ -191,6 +199,8 @@ class Outbox:
         if self._stopping.is_set():
             return
         self._stopping.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2 * LEASE)  # its pass in hand finishes first
         try:
             while self.move():
                 pass

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
@@ -205,3 +206,22 @@ def test_the_stream_keeps_each_write_as_it_was(redis_client: redis.Redis, log: C
         Opened("CA2", masked, at(0.5), writes[1].entries, "en-US", "key:8000"),  # type: ignore[union-attr]
         *writes[2:],
     ]
+
+
+def test_webhooks_arriving_together_in_a_new_worker_all_use_the_outbox(
+    redis_client: redis.Redis, log: CallLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker's first webhooks come at once, while one of them asks the database for the
+    outbox's name: the others wait for its answer rather than write to the database directly
+    (which would put their entries ahead of their calls' starts still in the outbox)."""
+    box = an_outbox(redis_client, log)
+    ask = log.outbox_name
+
+    def slow() -> str:
+        time.sleep(0.2)
+        return ask()
+
+    monkeypatch.setattr(log, "outbox_name", slow)
+    with ThreadPoolExecutor(8) as pool:
+        keys = list(pool.map(lambda _: box.key, range(8)))
+    assert None not in keys and len(set(keys)) == 1, keys

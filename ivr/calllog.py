@@ -192,7 +192,8 @@ class CallLog:
         transaction; if the log's place is no longer the one before (another mover wrote
         them), nothing is written and Moved is raised.
 
-        Built for many writes at once (a group commit): one query finds which of their calls
+        Built for many writes at once (the outbox's mover, or a group commit when Redis is
+        failing): one query finds which of their calls
         the log has (only those this process has not seen there before: a call's rows are
         never deleted, so most webhooks of a call need not ask); new call rows, summary
         updates and timeline entries each go in one statement for the lot (statements built

@@ -26,6 +26,7 @@ caller's number is masked and keyed before it goes there, the entries are redact
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime
 import json
 import logging
@@ -204,16 +205,21 @@ class Outbox:
         try:
             while self.move():
                 pass
-            with self._moving:
-                if self._lease is not None:
-                    self._lease.release()
+            self._let_go()
         except (redis.RedisError, sa.exc.SQLAlchemyError, OSError) as exc:
             log.warning("call log: the outbox was left to another process (%s)", _kind(exc))
         finally:
             self._lease = None
 
+    def _let_go(self) -> None:
+        """Give the lease back, if this process holds it."""
+        with self._moving:
+            lease, self._lease = self._lease, None
+            if lease is not None:
+                lease.release()
+
     def _run(self) -> None:
-        pause = PAUSE
+        pause = wait = PAUSE
         while not self._stopping.is_set():
             try:
                 self.hand_held()
@@ -221,17 +227,19 @@ class Outbox:
             except (redis.RedisError, sa.exc.SQLAlchemyError, OSError) as exc:
                 self._say("move", "call log: moving the outbox to the database failed (%s); "
                           "trying again", _kind(exc))  # fmt: skip
-                self._stopping.wait(RETRY)
-                continue
+                wait = RETRY
             except Exception:  # a bug must not stop the mover for good
                 log.exception("call log: the outbox's mover failed")
-                self._stopping.wait(RETRY)
-                continue
-            if moved is None:
-                self._stopping.wait(RETRY)  # another process moves
-            elif moved < BATCH:  # (a quiet line: look less often, up to IDLE)
-                pause = PAUSE if moved >= ENOUGH else min(pause * 2, IDLE)
-                self._stopping.wait(pause)
+                wait = RETRY
+            else:
+                if moved is None:
+                    wait = RETRY  # another process moves
+                elif moved < BATCH:  # (a quiet line: look less often, up to IDLE)
+                    pause = wait = PAUSE if moved >= ENOUGH else min(pause * 2, IDLE)
+                else:
+                    wait = 0.0
+            # writes held while Redis was down go to the outbox soon after it is back
+            self._stopping.wait(min(wait, PAUSE) if self._held else wait)
 
     def move(self) -> int | None:
         """Move one batch if this process holds the lease (taking it if it is free): how many
@@ -288,23 +296,32 @@ class Outbox:
 
     def catch_up(self, timeout: float = 2 * LEASE) -> bool:
         """Wait until every write handed over before now is in the database (moving them
-        here if no other process is): True, or False after `timeout` seconds."""
+        here if no other process is): True, or False after `timeout` seconds. A process
+        without a mover of its own (`ivr calls`) gives the lease back when done."""
         key = self.key
         if key is None:
             return True
         try:
-            last = self.store.outbox_last(key)
-            stream = self.store.outbox_id(key) if last is not None else ""
-            deadline = time.monotonic() + timeout
-            while last is not None and _order(self.calllog.outbox_moved(stream)) < _order(last):
-                if time.monotonic() > deadline:
-                    return False
-                if self.move() is None:  # another process moves: wait for it
-                    time.sleep(PAUSE / 5)
+            return self._catch_up(key, timeout)
         except (redis.RedisError, sa.exc.SQLAlchemyError) as exc:
             self._say("catch_up", "call log: could not bring the outbox up to date (%s)",
                       _kind(exc))  # fmt: skip
             return False
+        finally:
+            if self._pid != os.getpid():  # no mover thread here to keep moving
+                with contextlib.suppress(redis.RedisError):
+                    self._let_go()
+
+    def _catch_up(self, key: str, timeout: float) -> bool:
+        """`catch_up`'s waiting: until the database's place passes the newest entry."""
+        last = self.store.outbox_last(key)
+        stream = self.store.outbox_id(key) if last is not None else ""
+        deadline = time.monotonic() + timeout
+        while last is not None and _order(self.calllog.outbox_moved(stream)) < _order(last):
+            if time.monotonic() > deadline:
+                return False
+            if self.move() is None:  # another process moves: wait for it
+                time.sleep(PAUSE / 5)
         return True
 
     def _say(self, what: str, message: str, *args: object) -> None:

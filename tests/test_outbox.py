@@ -225,3 +225,17 @@ def test_webhooks_arriving_together_in_a_new_worker_all_use_the_outbox(
     with ThreadPoolExecutor(8) as pool:
         keys = list(pool.map(lambda _: box.key, range(8)))
     assert None not in keys and len(set(keys)) == 1, keys
+
+
+def test_a_reader_that_caught_up_leaves_the_lease_to_the_movers(
+    redis_client: redis.Redis, log: CallLog
+) -> None:
+    """`ivr calls list` moves what it must see, then goes: the hotline's mover goes on at
+    once, not after the lease it took lapses."""
+    reader, mover = an_outbox(redis_client, log), an_outbox(redis_client, log)
+    whole_call(reader, new_sid())
+    assert reader.catch_up()  # it moved them itself: no other process was moving
+    later = new_sid()
+    whole_call(mover, later)
+    assert mover.move() == 4, "the lease was left behind"
+    assert kinds(log, later)[-1] == "end:completed"

@@ -61,6 +61,9 @@ outbox = sa.Table(
 
 # Call SIDs a process remembers having seen in the log: beyond this many it starts afresh.
 KNOWN_CALLS = 100_000
+# The caller_key of a call whose webhooks reached the log before its start did (written
+# directly while the outbox was out of reach): its start, when it comes, fills the row in.
+UNRECORDED = "(unrecorded)"  # (no keyed hash looks like this)
 # What an entry of each kind says about the whole call.
 _OUTCOMES = {"transfer": "transferred", "hangup": "completed"}
 _TALKED = ("completed", "bridged")  # a transfer that reached a person
@@ -212,8 +215,12 @@ class CallLog:
             sids = {write.call_sid for write in writes}
             unsure = sorted(sids.difference(self._known))
             known = sids.difference(unsure)
+            unstarted: set[str] = set()  # calls in the log whose start is not (placeholders)
             if unsure:
-                known.update(conn.scalars(_KNOWN, {"sids": unsure}))
+                for sid, key in conn.execute(_KNOWN, {"sids": unsure}):
+                    known.add(sid)
+                    if key == UNRECORDED:
+                        unstarted.add(sid)
 
             def flush() -> None:  # what is pending, in order, before a write that reads it
                 if new:
@@ -234,6 +241,11 @@ class CallLog:
                     if done[-1]:
                         timeline.extend(_row(sid, e) for e in write.entries)
                     continue
+                if isinstance(write, Started | Opened) and sid in unstarted:
+                    unstarted.discard(sid)  # its start, late: fill in the call's row
+                    flush()
+                    done.append(self._fill(conn, write, timeline))
+                    continue
                 if isinstance(write, Started | Opened):
                     done.append(sid not in known)
                     if done[-1]:
@@ -249,10 +261,12 @@ class CallLog:
                 done.append(bool(write.entries))
                 if not write.entries:
                     continue
-                if sid not in known:  # the call's start was never written (the database was
-                    known.add(sid)  # down then): keep its timeline whole from here
+                if sid not in known:  # the call's start is not written (the database was down
+                    known.add(sid)  # then, or it is still in the outbox): keep its timeline
+                    unstarted.add(sid)  # whole from here, and its start's place
                     at = write.entries[0].at
-                    new.append({"call_sid": sid, "started_at": at, "caller": "", "caller_key": ""})
+                    new.append({"call_sid": sid, "started_at": at, "caller": "",
+                                "caller_key": UNRECORDED})  # fmt: skip
                     note = {"caller": "", "note": "start not recorded"}
                     timeline.append(_row(sid, Entry(at, "start", note)))
                 summaries.append(_summary(sid, write))
@@ -262,8 +276,27 @@ class CallLog:
                 conn.execute(_EVENTS, timeline)
         if len(self._known) > KNOWN_CALLS:  # committed: remember what the log now has
             self._known.clear()
-        self._known.update(dict.fromkeys(known))
+        self._known.update(dict.fromkeys(known.difference(unstarted)))
         return done
+
+    def _fill(
+        self, conn: sa.Connection, write: Started | Opened, timeline: list[dict[str, Any]]
+    ) -> bool:
+        """A call's start that reached the log after some of its webhooks: the caller and the
+        start time go into the call's row, the start replaces "start not recorded" at the head
+        of its timeline, and an Opened's entries go in before the later ones (by their time).
+        Its summary stays: the later webhooks' is newer. True if the row was still unfilled."""
+        row = self._call_row(write.call_sid, write.caller, write.at, write.key)
+        params = {f"b_{name}": value for name, value in row.items()}
+        if conn.execute(_FILL, {**params, "b_unrecorded": UNRECORDED}).rowcount != 1:
+            return False
+        conn.execute(_UNRECORDED_START, {"b_sid": write.call_sid})
+        timeline[:] = [r for r in timeline
+                       if r["call_sid"] != write.call_sid or r["kind"] != "start"]  # fmt: skip
+        timeline.append(_row(write.call_sid, Entry(write.at, "start", {"caller": row["caller"]})))
+        if isinstance(write, Opened):
+            timeline.extend(_row(write.call_sid, e) for e in write.entries)
+        return True
 
     def _call_row(
         self, call_sid: str, caller: str, at: datetime.datetime, key: str | None
@@ -356,7 +389,19 @@ def _param(name: str, kind: Any = sa.String) -> sa.BindParameter[Any]:
 c = calls.c
 _NEW_CALLS = calls.insert()  # statements built once: their cache keys are worked out once
 _EVENTS = events.insert()
-_KNOWN = sa.select(c.call_sid).where(c.call_sid.in_(sa.bindparam("sids", expanding=True)))
+_KNOWN = sa.select(c.call_sid, c.caller_key).where(
+    c.call_sid.in_(sa.bindparam("sids", expanding=True))
+)
+# A late start, into its call's row (still the placeholder its webhooks made).
+_FILL = (
+    calls.update()
+    .where(c.call_sid == _param("b_call_sid"), c.caller_key == _param("b_unrecorded"))
+    .values(
+        started_at=_param("b_started_at", UtcDateTime()),
+        caller=_param("b_caller"),
+        caller_key=_param("b_caller_key"),
+    )
+)
 # A webhook's summary: each value given replaces the row's; a "sticky" outcome (completed)
 # does not replace "transferred" (a goodbye after a transfer leaves it a transfer).
 _SUMMARY = (
@@ -389,6 +434,9 @@ _END = (
     .returning(c.outcome)  # the call's outcome, written at its end
 )
 del c
+_UNRECORDED_START = events.delete().where(
+    events.c.call_sid == sa.bindparam("b_sid"), events.c.kind == "start"
+)
 _OUTBOX = sa.select(outbox.c.value).where(outbox.c.slot == sa.bindparam("b_slot"))
 _MOVED = (
     outbox.update()

@@ -16,6 +16,7 @@ from ivr.calllog import (
     Ended,
     Entry,
     Noted,
+    Opened,
     Started,
     Write,
     calls,
@@ -294,3 +295,43 @@ def test_a_call_started_by_one_worker_is_known_to_every_other(log: CallLog) -> N
     assert "note" not in started.timeline[0].data
     orphan = other.get(never)
     assert orphan is not None and orphan.timeline[0].data["note"] == "start not recorded"
+
+
+@pytest.mark.parametrize("where", ["same worker", "other worker", "same batch"])
+@pytest.mark.parametrize("kind", [Opened, Started])
+def test_a_start_that_arrives_after_its_calls_webhooks_fills_in_the_call(
+    log: CallLog, where: str, kind: type[Opened] | type[Started]
+) -> None:
+    """A worker that could not reach the outbox writes a webhook's entries directly, and they
+    can reach the log before the call's start, still in the outbox. The call then shows
+    "start not recorded" until its start arrives: the start then fills in the caller, the start
+    time and (for a call's first webhook) its entries, in their place on the timeline; a
+    repeated start after that still writes nothing."""
+    sid = f"CA{uuid.uuid4().hex}"
+    later = Appended(sid, (Entry(at(5), "menu", {"node": "balance"}),), "en-US")
+    first: Write
+    if kind is Opened:
+        welcome = (Entry(at(0), "prompt", {"key": "welcome", "text": "Welcome"}),)
+        first = Opened(sid, CALLER, at(0), welcome, "cmn-CN")
+    else:
+        first = Started(sid, CALLER, at(0))
+    if where == "same batch":
+        assert log.write([later, first]) == [True, True]
+    else:
+        assert log.write([later]) == [True]
+        unfilled = log.get(sid)
+        assert unfilled is not None and unfilled.timeline[0].data["note"] == "start not recorded"
+        writer = log if where == "same worker" else CallLog(log.engine, log._caller_key)
+        assert writer.write([first]) == [True]
+    assert log.write([first]) == [False]  # a repeated delivery of the first webhook
+    assert CallLog(log.engine).write([first]) == [False]  # ... reaching another worker
+    record = log.get(sid)
+    assert record is not None
+    assert (record.caller, record.started_at) == ("+86*******8000", T0)
+    kinds = ["start", "prompt", "menu"] if kind is Opened else ["start", "menu"]
+    assert [e.kind for e in record.timeline] == kinds
+    assert record.timeline[0].data == {"caller": "+86*******8000"}
+    assert (record.last_node, record.lang) == ("balance", "en-US")  # the later webhook's
+    with log.engine.connect() as conn:
+        key = conn.scalar(sa.select(calls.c.caller_key).where(calls.c.call_sid == sid))
+    assert key == "key:8000"  # found by the caller's number again

@@ -101,7 +101,6 @@ NOISY_PERCENT = 20.0  # CPU % (of one core) busy beyond client and server that m
 
 # The held-calls phase (--held).
 KEY_PAUSE = (2.0, 5.0)  # seconds from an answer to the caller's next key (or hang-up), uniform
-RAMP_SECONDS = 5.0  # the lines' first calls ring in spread evenly over this long
 SAMPLE_SECONDS = 1.0  # how often the calls up are counted during the window
 IDLE_SECONDS = 1.0  # a keep-alive connection unused this long is closed, not reused: gunicorn
 # closes one idle for its keep-alive (2 s by default), and must never do so under a request
@@ -167,6 +166,12 @@ STATUS_PATH = "/voice/status"  # then the status callback: the call completed
 # transaction pages (the list is fetched for each page); the others need only Redis.
 SERVICE_WEBHOOKS = frozenset({3, 4, 5})
 WEBHOOKS_PER_CALL = len(CALL) + 1
+# The lines' first calls ring in spread evenly over one average call: then, as with callers who
+# call independently, some are keying their PINs while others are being welcomed. Rung in over
+# a few seconds, the lines' calls would stay in step for minutes (each line calls again as soon
+# as it hangs up) and every PIN of 3,000 calls would be checked within the same few seconds,
+# again every call's length: waves of load no real line sees (bench/calls.py --trace shows them).
+RAMP_SECONDS = len(CALL) * sum(KEY_PAUSE) / 2
 WEBHOOK_NAMES = (*(f"{i}:{step.name}" for i, step in enumerate(CALL)), f"{len(CALL)}:status")
 _ACTION = re.compile(rb'<Gather\b[^>]*?\saction="([^"]*)"')
 
@@ -1254,6 +1259,16 @@ class HeldPhase(Phase):
         )
 
 
+def _write_trace(path: Path, tally: Tally, in_window: Sequence[int], start_at: float) -> None:
+    """Every webhook answered in the window, in the order answered: when its answer arrived
+    (seconds into the window), its latency (ms) and which webhook of its call it was."""
+    rows = sorted((tally.ends[i] - start_at, tally.latencies[i] * 1000, tally.indexes[i])
+                  for i in in_window)  # fmt: skip
+    with path.open("w") as out:
+        out.write("answered_s,latency_ms,webhook\n")
+        out.writelines(f"{end:.4f},{ms:.2f},{index}\n" for end, ms, index in rows)
+
+
 def run_held(
     name: str, target: Target, token: str, opts: argparse.Namespace, watch: Watch
 ) -> HeldPhase:
@@ -1308,6 +1323,8 @@ def run_held(
         warmup.add(report.warmup)
     end_at = deadline.value
     in_window = [i for i, end in enumerate(tally.ends) if start_at <= end <= end_at]
+    if opts.trace:
+        _write_trace(opts.trace, tally, in_window, start_at)
     # What the lines offer: a call's webhooks over its pauses (the answers taken as instant).
     offered = lines * WEBHOOKS_PER_CALL / (len(CALL) * sum(KEY_PAUSE) / 2)
     return HeldPhase(
@@ -1737,6 +1754,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "its own, dropped afterwards)",
     )
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
+    parser.add_argument(
+        "--trace",
+        type=Path,
+        help="--held: also write every webhook answered in the window (when, latency, which "
+        "webhook of its call) to this CSV file, to see whether slow answers come together",
+    )
     opts = parser.parse_args(argv)
     if opts.seconds <= 0 or opts.callers < 1 or opts.workers < 1 or opts.client_procs < 1:
         parser.error("--seconds, --callers, --workers and --client-procs must be positive")

@@ -52,7 +52,7 @@ from .calllog import (
     Write,
     mask_number,
 )
-from .store import Store
+from .store import OUTBOX_MAXLEN, Store
 
 log = logging.getLogger("ivr.outbox")
 
@@ -227,6 +227,8 @@ class Outbox:
             except (redis.RedisError, sa.exc.SQLAlchemyError, OSError) as exc:
                 self._say("move", "call log: moving the outbox to the database failed (%s); "
                           "trying again", _kind(exc))  # fmt: skip
+                if isinstance(exc, sa.exc.SQLAlchemyError):
+                    self._fill_level()
                 wait = RETRY
             except Exception:  # a bug must not stop the mover for good
                 log.exception("call log: the outbox's mover failed")
@@ -266,6 +268,23 @@ class Outbox:
                 self._moved, self._trim = last, True  # forgotten in Redis with the next read
                 self._tell(writes, done)
             return len(entries)
+
+    def _fill_level(self) -> None:
+        """While the database does not take the outbox, say how full it grows: past
+        OUTBOX_MAXLEN entries Redis drops the oldest as new ones come."""
+        key = self._key
+        try:
+            held = self.store.outbox_length(key) if key is not None else 0
+        except redis.RedisError:
+            return
+        if held >= OUTBOX_MAXLEN:
+            self._say("full", "call log: the outbox is full (%d webhooks' entries) and the "
+                      "database still does not take them: the oldest are being dropped, and "
+                      "their calls' timelines will have gaps", held)  # fmt: skip
+        elif held >= OUTBOX_MAXLEN // 2:
+            self._say("filling", "call log: the outbox holds %d webhooks' entries, %d %% of "
+                      "what it keeps (%d) while the database does not take them",
+                      held, 100 * held // OUTBOX_MAXLEN, OUTBOX_MAXLEN)  # fmt: skip
 
     def _hold(self, key: str) -> bool:
         """Whether this process holds the lease (renewed well before it lapses)."""

@@ -467,6 +467,10 @@ class Store:
         return [(_text(entry_id), fields[b"w"])
                 for _, entries in streams for entry_id, fields in entries]  # fmt: skip
 
+    def outbox_length(self, key: str) -> int:
+        """How many entries the outbox holds (moved ones go with the mover's next read)."""
+        return int(self._ask(lambda: self.redis.xlen(key)))
+
     def outbox_id(self, key: str) -> str:
         """The id of this Redis's outbox stream (made on first ask): its place in the database
         is kept under it, so a Redis started afresh, or another Redis on the same database,

@@ -13,6 +13,7 @@ import redis
 import sqlalchemy as sa
 
 from ivr import outbox as outbox_module
+from ivr import store as store_module
 from ivr.calllog import Appended, CallLog, Ended, Entry, Moved, Noted, Opened, Started, events
 from ivr.outbox import Outbox, decode
 from ivr.store import Store
@@ -239,3 +240,45 @@ def test_a_reader_that_caught_up_leaves_the_lease_to_the_movers(
     whole_call(mover, later)
     assert mover.move() == 4, "the lease was left behind"
     assert kinds(log, later)[-1] == "end:completed"
+
+
+def test_an_outbox_the_database_does_not_take_says_how_full_it_grows(
+    redis_client: redis.Redis, log: CallLog, tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """While the database is away, the outbox keeps the webhooks' entries, at most
+    OUTBOX_MAXLEN of them: the operator is told when it is half full, and when it is full
+    and the oldest entries are being dropped."""
+    for module in (store_module, outbox_module):
+        monkeypatch.setattr(module, "OUTBOX_MAXLEN", 300)
+    monkeypatch.setattr(outbox_module, "RETRY", 0.02)
+    box = an_outbox(redis_client, log)
+    box._key = Store.outbox_key(uuid.uuid4().hex)  # an outbox of this test's alone
+    gone = tmp_path_factory.mktemp("gone") / "no such folder" / "log.sqlite3"
+    log.engine = sa.create_engine(f"sqlite:///{gone}")  # the database is away
+    sid = new_sid()
+
+    def said(words: str, within: float = 5) -> bool:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if any(words in r.getMessage() for r in caplog.records):
+                return True
+            time.sleep(0.02)
+        return False
+
+    try:
+        for n in range(100):
+            box.put([Appended(sid, (Entry(at(n), "key", {"key": "1"}),))])
+        box.start()
+        assert said("moving the outbox to the database failed")
+        assert not said("% of what it keeps", within=0.3)  # a third full: nothing to say yet
+        for n in range(100, 200):
+            box.put([Appended(sid, (Entry(at(n), "key", {"key": "1"}),))])
+        assert said("webhooks' entries, 66 % of what it keeps (300)")
+        for n in range(200, 500):
+            box.put([Appended(sid, (Entry(at(n), "key", {"key": "1"}),))])
+        assert said("the outbox is full")
+        assert 300 <= redis_client.xlen(box._key) < 500  # Redis dropped the oldest
+    finally:
+        box._stopping.set()
+        redis_client.delete(box._key)

@@ -103,7 +103,8 @@ NOISY_PERCENT = 20.0  # CPU % (of one core) busy beyond client and server that m
 KEY_PAUSE = (2.0, 5.0)  # seconds from an answer to the caller's next key (or hang-up), uniform
 SAMPLE_SECONDS = 1.0  # how often the calls up are counted during the window
 IDLE_SECONDS = 1.0  # a keep-alive connection unused this long is closed, not reused: gunicorn
-# closes one idle for its keep-alive (2 s by default), and must never do so under a request
+# closes one idle for its keep-alive (5 s, ivr/gunicorn_conf.py), and must never do so under a
+# request
 HELD_P99_MS = 50.0  # the target: no failed webhook, and p99 within this,
 HELD_TARGET_CALLS = 3000  # with this many calls held
 HELD_TARGET_SECONDS = 300.0  # this long
@@ -1424,6 +1425,8 @@ def gunicorn(
     log = folder / f"gunicorn-{app.split(':')[0]}-{worker_class}-{port}.log"
     command = [
         str(BIN / "gunicorn"),
+        "--config",
+        "python:ivr.gunicorn_conf",  # the hotline's own settings; those below override them
         "--workers",
         str(workers),
         "--worker-class",

@@ -9,6 +9,7 @@ import io
 import re
 import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -681,3 +682,25 @@ def test_an_unredacted_id_number_is_masked_again_when_shown(
     console.calllog.append(sid, [Entry(at(1), "future_kind", {"id": "11010519491231002X"})])
     page = client.get(f"/supervisor/calls/{sid}").text
     assert "11010519491231002X" not in page and "110***********002X" in page
+
+
+def test_pages_that_show_calls_catch_up_with_the_outbox_and_a_replays_audio_does_not(
+    app: Flask, client: FlaskClient, console: Console, sids: dict[str, str]
+) -> None:
+    """Every page that lists or shows calls first waits for the outbox to be moved (2 Redis
+    round trips and a database read); a replay's audio clips, the page's files and voice
+    messages show nothing new and do not."""
+    asked: list[str] = []
+    app.extensions["ivr.supervisor"] = replace(console, catch_up=lambda: asked.append("x"))
+    for path in ("/supervisor/calls", f"/supervisor/calls/{sids['served']}",
+                 "/supervisor/api/calls", "/supervisor/dashboard"):  # fmt: skip
+        asked.clear()
+        assert client.get(path).status_code == 200, path
+        assert asked == ["x"], path
+    asked.clear()
+    clip = client.get(f"/supervisor/api/calls/{sids['served']}/audio/0?token=forged")
+    assert clip.status_code == 403  # (refused or served, it read no new call)
+    style = client.get("/supervisor/static/supervisor.css")
+    assert style.status_code == 200
+    style.close()
+    assert asked == []

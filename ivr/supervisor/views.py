@@ -47,10 +47,16 @@ bp = Blueprint(
 bp.before_request(auth.guard)
 
 
+# Requests that show no call the page did not already: its files, a prompt's audio for a
+# replay (of a timeline read when the replay began), a voice message, signing out.
+READ_NO_NEW_CALLS = frozenset({"supervisor.static", "supervisor.api_audio",
+                               "supervisor.callback_message", "supervisor.logout"})  # fmt: skip
+
+
 @bp.before_request
 def _up_to_date() -> None:
     """A signed-in supervisor sees every webhook answered so far (the outbox moved first)."""
-    if g.get("supervisor") is not None:
+    if g.get("supervisor") is not None and request.endpoint not in READ_NO_NEW_CALLS:
         auth.console().catch_up()
 
 DEFAULT_DAYS = 7

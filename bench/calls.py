@@ -1780,6 +1780,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error("--held, --hold-seconds and --pool must be positive")
         if opts.calls is not None or opts.rate is not None:
             parser.error("--held runs alone: not with --calls or --rate")
+    elif opts.trace is not None:
+        parser.error("--trace writes the held-calls phase's webhooks: give --held too")
     return opts
 
 

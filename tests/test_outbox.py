@@ -280,5 +280,5 @@ def test_an_outbox_the_database_does_not_take_says_how_full_it_grows(
         assert said("the outbox is full")
         assert 300 <= redis_client.xlen(box._key) < 500  # Redis dropped the oldest
     finally:
-        box._stopping.set()
-        redis_client.delete(box._key)
+        box.stop()  # (the database still away: it says so, and leaves the rest)
+        redis_client.delete(box._key, f"{box._key}:id", f"{box._key}:mover")

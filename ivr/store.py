@@ -19,6 +19,9 @@ and a PIN one (the ID number's lock and limit, before any PIN hash is computed; 
 reset of the failure count goes with the `commit`). Each script touches one slot; commands
 sent together are a pipeline without MULTI, each safe to repeat.
 
+Those round trips go through `_Lane`: each thread keeps one of redis-py's connections and
+sends packed commands on it (redis-py's command layer costs several times the trip it wraps).
+
 When Redis is silent past the client timeout, this process stops asking
 it for `cooldown` seconds: every operation raises at once, so the hotline answers with its
 apology in milliseconds instead of waiting on a stalled server again. (A refused connection
@@ -27,14 +30,17 @@ fails at once by itself and starts no cool-down.)
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import hiredis
 import redis
 from redis.backoff import NoBackoff
 from redis.commands.core import Script
@@ -314,7 +320,9 @@ class Store:
         self._admit = client.register_script(_ADMIT)
         self._gate = client.register_script(_GATE)
         self._open = client.register_script(_OPEN)
-        self._one_server = not _is_cluster(client)  # a pipeline reaches every key at once
+        # One server holds every key: commands sent together go in one round trip. (A Redis
+        # Cluster's nodes hold different slots, and its client pipelines no scripts.)
+        self._lane = None if _is_cluster(client) else _Lane(client.connection_pool)
 
     def _ask(self, operation: Callable[[], _T]) -> _T:
         """Run one Redis operation, failing at once while Redis is known to be out of reach."""
@@ -346,9 +354,9 @@ class Store:
     def begin(self, call_sid: str, seq: int) -> Begun:
         """Claim step `seq` of a call, or learn that it was already answered."""
         token = secrets.token_hex(8)
-        outcome, payload = self._ask(
-            lambda: self._begin(self._call_keys(call_sid), [seq, token, CLAIM_MS])
-        )
+        outcome, payload = self._together(
+            (self._begin, self._call_keys(call_sid), [seq, token, CLAIM_MS])
+        )[0]
         kind: Any = outcome.decode()
         if kind == "go":
             state = CallState.from_json(payload) if payload else None
@@ -381,38 +389,28 @@ class Store:
         args: list[Any] = [token, seq + 1, state.to_json(), seq, reply, ttl]
         commands: list[_Command] = [(self._commit, self._call_keys(call_sid), args)]
         if clear_failures is not None:
-            commands.append(("delete", self._id_keys(clear_failures)[:1], []))
+            commands.append(("DEL", self._id_keys(clear_failures)[:1], []))
         if log is not None:
             commands.append(log)
-        if len(commands) == 1:
-            return bool(self._ask(lambda: self._commit(*commands[0][1:])))
         return bool(self._together(*commands)[0])
 
     def _together(self, *commands: _Command) -> list[Any]:
-        """Commands sent in one round trip (a pipeline without MULTI). Scripts go by their SHA
-        alone; if Redis has forgotten one (it restarted), it is loaded and that script sent
-        again (only it: the others have run). On a Redis Cluster, whose nodes hold different
-        slots (and whose client pipelines no scripts), they are sent one after the other."""
-        if not self._one_server:
-            return [self._ask(lambda: _send(self.redis, c, script_object=True))  # noqa: B023
-                    for c in commands]  # fmt: skip
+        """Commands sent in one round trip (a pipeline without MULTI), their raw answers.
+        Scripts go by their SHA alone; if Redis has forgotten one (it restarted), it is loaded
+        and that script sent again (only it: the others have run). On a Redis Cluster they are
+        sent one after the other, each to the node holding its slot."""
+        lane = self._lane
+        if lane is None:
+            return [self._ask(lambda: _send(self.redis, c)) for c in commands]  # noqa: B023
 
-        def send(batch: Sequence[_Command]) -> list[Any]:
-            pipe = self.redis.pipeline(transaction=False)
-            for command in batch:
-                _send(pipe, command, script_object=False)
-            return list(pipe.execute(raise_on_error=False))
-
-        answers = self._ask(lambda: send(commands))
+        answers = self._ask(lambda: lane.send([_words(c) for c in commands]))
         again = [i for i, answer in enumerate(answers)
                  if isinstance(answer, redis.exceptions.NoScriptError)]  # fmt: skip
-        for i in again:
-            script = commands[i][0]
-            assert isinstance(script, Script)
-            self._ask(lambda: self.redis.script_load(script.script))  # noqa: B023
         if again:
-            for i, answer in zip(again, self._ask(lambda: send([commands[i] for i in again])),
-                                 strict=True):  # fmt: skip
+            scripts = {cast(Script, commands[i][0]).script for i in again}
+            loads = [("SCRIPT", "LOAD", script) for script in scripts]
+            resent = self._ask(lambda: lane.send([*loads, *(_words(commands[i]) for i in again)]))
+            for i, answer in zip(again, resent[len(loads):], strict=True):
                 answers[i] = answer
         for answer in answers:
             if isinstance(answer, Exception):
@@ -421,7 +419,7 @@ class Store:
 
     def release(self, call_sid: str, token: str) -> None:
         """Give a claim back without saving (the step failed half-way)."""
-        self._ask(lambda: self._release([self._call_keys(call_sid)[1]], [token]))
+        self._together((self._release, [self._call_keys(call_sid)[1]], [token]))
 
     def abandon(self, call_sid: str) -> None:
         """Drop whatever claim the call holds: its caller has given up on that step (after an
@@ -431,7 +429,7 @@ class Store:
     def end(self, call_sid: str, log: _Command | None = None) -> None:
         """The call is over: keep its state a little longer for late duplicates, then forget it.
         `log`: the call's end's `outbox_add`, sent in the same round trip."""
-        expire: _Command = ("expire", self._call_keys(call_sid)[:1], [ENDED_TTL])
+        expire: _Command = ("EXPIRE", self._call_keys(call_sid)[:1], [ENDED_TTL])
         self._together(expire, *([log] if log else []))
 
     # --- the call log's outbox (ivr.outbox) ---------------------------------------------------
@@ -444,7 +442,7 @@ class Store:
     def outbox_add(key: str, payload: bytes) -> _Command:
         """The command that adds one webhook's call-log writes to the outbox (at most
         OUTBOX_MAXLEN entries kept: past that, while the database is away, the oldest go)."""
-        return ("xadd", [key], [{b"w": payload}, "*", OUTBOX_MAXLEN, True])
+        return ("XADD", [key], ["MAXLEN", "~", OUTBOX_MAXLEN, "*", "w", payload])
 
     def outbox_put(self, key: str, payload: bytes) -> None:
         """Add to the outbox on its own (writes that go with no other command)."""
@@ -456,15 +454,16 @@ class Store:
         """Up to `count` outbox entries after `after`, oldest first: (id, payload). `trim`:
         first forget the entries up to `after` (they are in the database), in the same round
         trip."""
-        read: _Command = ("xread", [], [{key: after}, count])
+        read: _Command = ("XREAD", [], ["COUNT", count, "STREAMS", key, after])
         if trim:
             ms, _, seq = after.partition("-")
-            forget: _Command = ("xtrim", [key], [None, True, f"{ms}-{int(seq or 0) + 1}"])
+            forget: _Command = ("XTRIM", [key], ["MINID", "~", f"{ms}-{int(seq or 0) + 1}"])
             answer = self._together(forget, read)[1]
         else:
             answer = self._together(read)[0]
+        # Raw (RESP2 lists, RESP3 a map), or as redis-py's XREAD callback left it (the cluster).
         streams = answer.items() if isinstance(answer, dict) else answer or []
-        return [(_text(entry_id), fields[b"w"])
+        return [(_text(entry_id), _fields(fields)[b"w"])
                 for _, entries in streams for entry_id, fields in entries]  # fmt: skip
 
     def outbox_length(self, key: str) -> int:
@@ -476,8 +475,8 @@ class Store:
         is kept under it, so a Redis started afresh, or another Redis on the same database,
         starts from its own beginning."""
         made = secrets.token_hex(8)
-        ident = self._together(("set", [f"{key}:id"], [made, None, None, True]),
-                               ("get", [f"{key}:id"], []))[1]  # fmt: skip
+        ident = self._together(("SET", [f"{key}:id"], [made, "NX"]),
+                               ("GET", [f"{key}:id"], []))[1]  # fmt: skip
         return _text(ident)
 
     def outbox_last(self, key: str) -> str | None:
@@ -502,7 +501,7 @@ class Store:
 
         answer, locked = self._together(
             (self._admit, self._caller_keys(caller_key), args),
-            ("exists", self._id_keys(digest)[1:], []),
+            ("EXISTS", self._id_keys(digest)[1:], []),
         )
         word: Literal["ok", "calls", "ids"] = _word(answer, ("ok", "calls", "ids"))
         return word, bool(locked)
@@ -512,7 +511,7 @@ class Store:
         PIN checks for this window? Counts this check. One round trip; a Redis failure raises."""
         keys = [*self._id_keys(digest), self._checks_key(digest)]
         args: list[Any] = [self.limits.id_checks, self.limits.window]
-        answer = self._ask(lambda: self._gate(keys, args))
+        answer = self._together((self._gate, keys, args))[0]
         word: Literal["ok", "locked", "limited"] = _word(answer, ("ok", "locked", "limited"))
         return word
 
@@ -524,7 +523,7 @@ class Store:
     def record_failure(self, digest: str) -> bool:
         """Count a wrong PIN for an ID number; True if it is (now) locked."""
         keys = self._id_keys(digest)
-        return bool(self._ask(lambda: self._fail(keys, [MAX_FAILURES, LOCK_SECONDS])))
+        return bool(self._together((self._fail, keys, [MAX_FAILURES, LOCK_SECONDS]))[0])
 
     def unlock(self, digest: str) -> bool:
         """Lift an ID number's lock, its failure count and its PIN-check limit; True if it was
@@ -535,20 +534,83 @@ class Store:
         return locked
 
 
-# One command for `_together`: a script or a command's name, its keys and its arguments.
+# One command for `_together`: a script, or a Redis command's name; its keys; its arguments
+# (as Redis takes them).
 _Command = tuple[Script | str, list[str], list[Any]]
 
 
-def _send(client: Any, command: _Command, *, script_object: bool) -> Any:
-    """Send (or queue, on a pipeline) one command. In a pipeline a script goes by its SHA: a
-    Script object would make the pipeline ask Redis whether it knows the script first, one
-    more round trip every time."""
+def _words(command: _Command) -> tuple[Any, ...]:
+    """A command as Redis reads it; a script goes by its SHA."""
     name, keys, args = command
     if isinstance(name, str):
-        return getattr(client, name)(*keys, *args)
-    if script_object:
-        return name(keys, args, client=client)
-    return client.evalsha(name.sha, len(keys), *keys, *args)
+        return (name, *keys, *args)
+    return ("EVALSHA", name.sha, len(keys), *keys, *args)
+
+
+def _send(client: Any, command: _Command) -> Any:
+    """Send one command through redis-py (a Redis Cluster: it finds the node by the keys). A
+    script's object loads the script if the node has forgotten it."""
+    name, keys, args = command
+    if isinstance(name, str):
+        return client.execute_command(name, *keys, *args)
+    return name(keys, args, client=client)
+
+
+class _Lane:
+    """Round trips on one redis-py connection per thread, taken from the client's pool on the
+    thread's first trip and given back when the thread ends.
+
+    redis-py's Connection still connects (AUTH, HELLO, SELECT, TLS, timeouts, the master that
+    Sentinel names), checks an idle connection's health, reads replies with hiredis and raises
+    its own errors, and the client's Retry repeats a trip whose connection failed. What is left
+    out is its command layer: encoding each argument, the pool's checkout and return and its
+    observability events, response callbacks. That layer cost 40-70 µs of CPU per trip against
+    the trip's own 15-20 (bench/hotpath.py, docs/benchmark.md). Answers are Redis's raw replies;
+    a command's error reply is its answer (a ResponseError), as in a pipeline."""
+
+    def __init__(self, pool: redis.ConnectionPool) -> None:
+        self.pool = pool
+        self._mine = threading.local()
+
+    def _connection(self) -> Any:
+        held = getattr(self._mine, "held", None)
+        if held is None or held.pid != os.getpid():  # a forked child takes its own
+            held = self._mine.held = _Held(self.pool.get_connection())
+            weakref.finalize(held, self.pool.release, held.connection)
+        return held.connection
+
+    def send(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        connection = self._connection()
+        packed = [hiredis.pack_command(tuple(c)) for c in commands]
+        message = [b"".join(packed)]  # one write: Redis reads them all, answers in one
+
+        def trip() -> list[Any]:
+            connection.send_packed_command(message)
+            answers = []
+            for _ in packed:
+                try:
+                    answers.append(connection.read_response())
+                except redis.ResponseError as error:
+                    answers.append(error)
+            return answers
+
+        return cast(list[Any], connection.retry.call_with_retry(
+            trip, lambda _error: connection.disconnect()))
+
+
+class _Held:
+    """A thread's connection, given back to the pool when the thread ends (and drops this)."""
+
+    __slots__ = ("__weakref__", "connection", "pid")
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.pid = os.getpid()
+
+
+def _fields(fields: Any) -> dict[bytes, Any]:
+    """A stream entry's fields: a flat list as Redis sends them, or a dict (redis-py's)."""
+    return fields if isinstance(fields, dict) else dict(zip(fields[::2], fields[1::2], strict=True))
 
 
 def _text(value: bytes | str) -> str:

@@ -3,11 +3,14 @@ is applied once, repeated deliveries get the same reply, and wrong PINs lock an 
 
 from __future__ import annotations
 
+import gc
 import json
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -197,6 +200,90 @@ def test_commands_sent_together_survive_redis_forgetting_its_scripts(
     begun = store.begin(sid, 0)
     store.redis.script_flush()
     assert store.commit(sid, begun.token, 0, AT_MAIN, "<r/>", clear_failures=digest)
+
+
+class Named:
+    """A store on a client of its own whose connections carry a name, and another client that
+    sees them as Redis lists them."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.name = "test-" + uuid.uuid4().hex[:12]
+        joint = "&" if "?" in redis_url else "?"
+        self.client = store_module.connect(f"{redis_url}{joint}client_name={self.name}", 1.0)
+        self.store = Store(self.client, call_ttl=3600)
+        self.watcher = store_module.connect(redis_url, 1.0)
+
+    def connections(self) -> list[dict[str, Any]]:
+        return [c for c in self.watcher.client_list() if c.get("name") == self.name]
+
+    def close_them(self) -> None:
+        for connection in self.connections():
+            self.watcher.client_kill_filter(_id=connection["id"])
+
+
+@pytest.fixture
+def named(redis_url: str) -> Iterator[Named]:
+    named = Named(redis_url)
+    try:
+        yield named
+    finally:
+        named.client.close()
+        named.watcher.close()
+
+
+def test_a_thread_keeps_one_connection_and_gives_it_back_when_it_ends(named: Named) -> None:
+    """Gunicorn's threads live as long as their worker, each with one connection; one that ends
+    leaves no connection behind to pile up in Redis."""
+    store, connections = named.store, named.connections
+    for _ in range(10):
+        assert store.begin("CA" + uuid.uuid4().hex, 0).outcome == "go"
+    assert len(connections()) == 1, "one thread, one connection, however many trips"
+
+    def one_webhook() -> None:
+        sid = "CA" + uuid.uuid4().hex
+        begun = store.begin(sid, 0)
+        assert store.commit(sid, begun.token, 0, AT_MAIN, "<r/>")
+
+    for _ in range(30):  # threads that come and go, one after the other
+        thread = threading.Thread(target=one_webhook)
+        thread.start()
+        thread.join()
+    gc.collect()
+    assert len(connections()) <= 2, connections()
+
+
+def test_a_connection_redis_closed_is_made_again_for_the_next_trip(
+    named: Named, sid: str
+) -> None:
+    """Redis restarted, or closed an idle connection (its `timeout`): the webhook's trip is
+    repeated once on a new connection, and the caller notices nothing."""
+    store, connections = named.store, named.connections
+    begun = store.begin(sid, 0)
+    named.close_them()
+    assert not connections()
+    assert store.commit(sid, begun.token, 0, AT_MAIN, "<Response>main</Response>")
+    assert store.begin(sid, 0) == Begun("replay", reply="<Response>main</Response>")
+    assert len(connections()) == 1
+
+
+def test_commands_sent_together_are_one_round_trip_as_redis_counts_them(named: Named) -> None:
+    """Redis answers commands sent together with one write: a webhook's state, reply and
+    call-log entries cost it one round trip, not one each. (Other clients of a shared Redis
+    may add a few writes of their own meanwhile.)"""
+    store, outbox = named.store, Store.outbox_key("test-" + uuid.uuid4().hex)
+
+    def writes() -> int:
+        return int(named.watcher.info("stats")["total_writes_processed"])
+
+    store.begin("CA" + uuid.uuid4().hex, 0)  # connected, scripts loaded
+    before = writes()
+    for _ in range(20):
+        sid = "CA" + uuid.uuid4().hex
+        log = Store.outbox_add(outbox, b"{}")
+        assert store.open(sid, AT_MAIN, "<r/>", log) == Begun("go")
+    trips = writes() - before - 1  # the second INFO's own answer
+    assert 20 <= trips <= 25, trips
+    named.watcher.delete(outbox)
 
 
 def test_a_first_step_saved_in_one_round_trip_replays_to_a_repeat(store: Store, sid: str) -> None:

@@ -19,7 +19,7 @@ and a PIN one (the ID number's lock and limit, before any PIN hash is computed; 
 reset of the failure count goes with the `commit`). Each script touches one slot; commands
 sent together are a pipeline without MULTI, each safe to repeat.
 
-Those round trips go through `_Lane`: each thread keeps one of redis-py's connections and
+Those round trips go through `Lane`: each thread keeps one of redis-py's connections and
 sends packed commands on it (redis-py's command layer costs several times the trip it wraps).
 
 When Redis is silent past the client timeout, this process stops asking
@@ -322,7 +322,7 @@ class Store:
         self._open = client.register_script(_OPEN)
         # One server holds every key: commands sent together go in one round trip. (A Redis
         # Cluster's nodes hold different slots, and its client pipelines no scripts.)
-        self._lane = None if _is_cluster(client) else _Lane(client.connection_pool)
+        self._lane = None if _is_cluster(client) else Lane(client.connection_pool)
 
     def _ask(self, operation: Callable[[], _T]) -> _T:
         """Run one Redis operation, failing at once while Redis is known to be out of reach."""
@@ -556,7 +556,7 @@ def _send(client: Any, command: _Command) -> Any:
     return name(keys, args, client=client)
 
 
-class _Lane:
+class Lane:
     """Round trips on one redis-py connection per thread, taken from the client's pool on the
     thread's first trip and given back when the thread ends.
 

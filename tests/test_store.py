@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import socket
 import threading
 import time
@@ -264,6 +265,32 @@ def test_a_connection_redis_closed_is_made_again_for_the_next_trip(
     assert store.commit(sid, begun.token, 0, AT_MAIN, "<Response>main</Response>")
     assert store.begin(sid, 0) == Begun("replay", reply="<Response>main</Response>")
     assert len(connections()) == 1
+
+
+def test_a_forked_process_talks_to_redis_on_a_connection_of_its_own(store: Store) -> None:
+    """gunicorn forks its workers from a process that may have used the store: parent and
+    child each get their own answers, never the other's from a shared connection."""
+    assert store.begin("CA" + uuid.uuid4().hex, 0).outcome == "go"  # this thread's connection
+
+    def calls(who: str) -> None:
+        for n in range(200):
+            sid = f"CA{who}{n}{uuid.uuid4().hex}"
+            assert store.open(sid, AT_MAIN, f"<r>{sid}</r>") == Begun("go")
+            assert store.begin(sid, 0) == Begun("replay", reply=f"<r>{sid}</r>")
+
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child reports by its exit status)
+        code = 1
+        try:
+            calls("child")
+            code = 0
+        finally:
+            os._exit(code)
+    try:
+        calls("parent")
+    finally:
+        _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child got answers that were not its own"
 
 
 def test_commands_sent_together_are_one_round_trip_as_redis_counts_them(named: Named) -> None:

@@ -585,6 +585,10 @@ class Lane:
         message = [b"".join(packed)]  # one write: Redis reads them all, answers in one
 
         def trip() -> list[Any]:
+            # Connected as the pool connects: under Sentinel, connect() asks where the master
+            # is now (sending on a closed connection would go back to its old address).
+            if not connection.is_connected:
+                connection.connect()
             connection.send_packed_command(message)
             answers = []
             for _ in packed:

@@ -140,3 +140,31 @@ def sentinel(folder: Path, service: str = "hotline") -> Iterator[str]:
             probe = redis.Redis(port=port, socket_timeout=1)
             _wait(lambda: probe.sentinel_get_master_addr_by_name(service), "sentinel")
             yield f"redis+sentinel://127.0.0.1:{port}/{service}/0"
+
+
+@contextmanager
+def sentinel_with_replica(
+    folder: Path, service: str = "hotline"
+) -> Iterator[tuple[str, int, int, int]]:
+    """A master, a replica of it and one Sentinel that knows both, ready to fail over; yields
+    (REDIS_URL naming the master through the Sentinel, the Sentinel's port, the master's, the
+    replica's)."""
+    require_tools()
+    with _server(folder / "master") as master, \
+            _server(folder / "replica", "--replicaof", "127.0.0.1", str(master)) as replica:
+        conf = folder / "sentinel" / "sentinel.conf"
+        conf.parent.mkdir(parents=True)
+        conf.write_text(f"sentinel monitor {service} 127.0.0.1 {master} 1\n"
+                        f"sentinel down-after-milliseconds {service} 2000\n"
+                        f"sentinel failover-timeout {service} 10000\n")  # fmt: skip
+        copy = redis.Redis(port=replica, socket_timeout=1)
+        _wait(lambda: copy.info("replication").get("master_link_status") == "up", "replica")
+        with _server(conf.parent, str(conf), "--sentinel") as port:
+            probe = redis.Redis(port=port, socket_timeout=1)
+
+            def knows_the_replica() -> bool:
+                return any(not r.get("is_sdown") and not r.get("is_disconnected")
+                           for r in probe.sentinel_slaves(service))  # fmt: skip
+
+            _wait(knows_the_replica, "sentinel knowing the replica")
+            yield f"redis+sentinel://127.0.0.1:{port}/{service}/0", port, master, replica

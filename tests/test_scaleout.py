@@ -180,6 +180,37 @@ def test_redis_urls_that_cannot_name_a_cluster_or_sentinel_master_are_refused() 
             store.connect(url, 0.2)
 
 
+def test_after_a_sentinel_failover_a_calls_next_step_reaches_the_new_master(
+    tmp_path: Path,
+) -> None:
+    """Sentinel promotes the replica between two steps of a call; the worker's connection
+    still leads to the old master, now a replica that refuses writes. The next step's round
+    trip is made again on a connection to the new master, and the call goes on where it was."""
+    from ivr import store
+    from ivr.state import CallState
+
+    with redis_topologies.sentinel_with_replica(tmp_path) as (url, sentinel, master, replica):
+        calls = store.Store(store.connect(url, 1.0), call_ttl=3600)
+        sid = "CA" + uuid.uuid4().hex
+        assert calls.open(sid, CallState(node="main"), "<r>welcome</r>").outcome == "go"
+        old = redis.Redis(port=master, socket_timeout=1)
+        assert old.wait(1, 5000) == 1, "the replica has the call"
+
+        redis.Redis(port=sentinel, socket_timeout=5).execute_command(
+            "SENTINEL", "FAILOVER", "hotline")  # fmt: skip
+        redis_topologies._wait(lambda: old.info("replication")["role"] == "slave",
+                               "the old master made a replica")  # fmt: skip
+
+        begun = calls.begin(sid, 1)
+        assert begun.outcome == "go" and begun.state == CallState(node="main")
+        assert calls.commit(sid, begun.token, 1, CallState(node="balance"), "<r>balance</r>")
+        assert calls.begin(sid, 1).reply == "<r>balance</r>"
+        new = redis.Redis(port=replica, socket_timeout=1)
+        assert new.info("replication")["role"] == "master"
+        assert new.hget(f"ivr:{{{sid}}}", "reply") == b"<r>balance</r>"
+        calls.redis.close()
+
+
 def test_a_cluster_out_of_reach_at_start_gets_the_apology_not_a_dead_worker(
     tmp_path: Path, database_url: str
 ) -> None:

@@ -564,9 +564,10 @@ class Lane:
     Sentinel names), checks an idle connection's health, reads replies with hiredis and raises
     its own errors, and the client's Retry repeats a trip whose connection failed. What is left
     out is its command layer: encoding each argument, the pool's checkout and return and its
-    observability events, response callbacks. That layer cost 40-70 µs of CPU per trip against
-    the trip's own 15-20 (bench/hotpath.py, docs/benchmark.md). Answers are Redis's raw replies;
-    a command's error reply is its answer (a ResponseError), as in a pipeline."""
+    observability events, response callbacks. That layer cost 58-85 µs of client CPU per trip
+    against 18-22 µs for the same trips here (bench/roundtrip.py, docs/benchmark.md). Answers
+    are Redis's raw replies; a command's error reply is its answer (a ResponseError), as in a
+    pipeline. A forked child takes a connection of its own."""
 
     def __init__(self, pool: redis.ConnectionPool) -> None:
         self.pool = pool
@@ -574,12 +575,13 @@ class Lane:
 
     def _connection(self) -> Any:
         held = getattr(self._mine, "held", None)
-        if held is None or held.pid != os.getpid():  # a forked child takes its own
+        if held is None or held.pid != os.getpid():
             held = self._mine.held = _Held(self.pool.get_connection())
             weakref.finalize(held, self.pool.release, held.connection)
         return held.connection
 
     def send(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Commands (each as Redis reads it) in one round trip; their answers in order."""
         connection = self._connection()
         packed = [hiredis.pack_command(tuple(c)) for c in commands]
         message = [b"".join(packed)]  # one write: Redis reads them all, answers in one

@@ -70,7 +70,7 @@ def _server(folder: Path, *args: str, cluster: bool = False) -> Iterator[int]:
         try:
             try:
                 probe = redis.Redis(port=port, socket_timeout=1)
-                _wait(probe.ping, f"redis on {port}", process)
+                wait_until(probe.ping, f"redis on {port}", process)
             except RuntimeError:
                 if process.poll() is None or attempt == 2:
                     raise
@@ -87,7 +87,9 @@ def _server(folder: Path, *args: str, cluster: bool = False) -> Iterator[int]:
             log.close()
 
 
-def _wait(check, what: str, process: subprocess.Popen[bytes] | None = None) -> None:  # type: ignore[no-untyped-def]
+def wait_until(check, what: str, process: subprocess.Popen[bytes] | None = None) -> None:  # type: ignore[no-untyped-def]
+    """Until `check()` is true (Redis errors meanwhile count as not yet), at most 20 s; an
+    error naming `what` if not, or at once if `process` exits."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -119,7 +121,8 @@ def cluster(folder: Path, masters: int = 3) -> Iterator[list[int]]:
         assert made.returncode == 0, made.stdout + made.stderr
         for port in ports:  # every node has heard of every slot
             node = redis.Redis(port=port, socket_timeout=1)
-            _wait(lambda n=node: n.cluster("info")["cluster_state"] == "ok", f"cluster on {port}")
+            wait_until(lambda n=node: n.cluster("info")["cluster_state"] == "ok",
+                       f"cluster on {port}")
         yield ports
 
 
@@ -138,7 +141,7 @@ def sentinel(folder: Path, service: str = "hotline") -> Iterator[str]:
         conf.write_text(f"sentinel monitor {service} 127.0.0.1 {master} 1\n")
         with _server(conf.parent, str(conf), "--sentinel") as port:
             probe = redis.Redis(port=port, socket_timeout=1)
-            _wait(lambda: probe.sentinel_get_master_addr_by_name(service), "sentinel")
+            wait_until(lambda: probe.sentinel_get_master_addr_by_name(service), "sentinel")
             yield f"redis+sentinel://127.0.0.1:{port}/{service}/0"
 
 
@@ -158,7 +161,7 @@ def sentinel_with_replica(
                         f"sentinel down-after-milliseconds {service} 2000\n"
                         f"sentinel failover-timeout {service} 10000\n")  # fmt: skip
         copy = redis.Redis(port=replica, socket_timeout=1)
-        _wait(lambda: copy.info("replication").get("master_link_status") == "up", "replica")
+        wait_until(lambda: copy.info("replication").get("master_link_status") == "up", "replica")
         with _server(conf.parent, str(conf), "--sentinel") as port:
             probe = redis.Redis(port=port, socket_timeout=1)
 
@@ -166,5 +169,5 @@ def sentinel_with_replica(
                 return any(not r.get("is_sdown") and not r.get("is_disconnected")
                            for r in probe.sentinel_slaves(service))  # fmt: skip
 
-            _wait(knows_the_replica, "sentinel knowing the replica")
+            wait_until(knows_the_replica, "sentinel knowing the replica")
             yield f"redis+sentinel://127.0.0.1:{port}/{service}/0", port, master, replica

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,26 +189,28 @@ def test_after_a_sentinel_failover_a_calls_next_step_reaches_the_new_master(
     from ivr import store
     from ivr.state import CallState
 
-    with redis_topologies.sentinel_with_replica(tmp_path) as (url, sentinel, master, replica):
-        calls = store.Store(store.connect(url, 1.0), call_ttl=3600)
+    with (
+        redis_topologies.sentinel_with_replica(tmp_path) as (url, sentinel, master, replica),
+        closing(store.connect(url, 1.0)) as client,
+        closing(redis.Redis(port=master, socket_timeout=1)) as old,
+        closing(redis.Redis(port=replica, socket_timeout=1)) as new,
+        closing(redis.Redis(port=sentinel, socket_timeout=5)) as watcher,
+    ):
+        calls = store.Store(client, call_ttl=3600)
         sid = "CA" + uuid.uuid4().hex
         assert calls.open(sid, CallState(node="main"), "<r>welcome</r>").outcome == "go"
-        old = redis.Redis(port=master, socket_timeout=1)
         assert old.wait(1, 5000) == 1, "the replica has the call"
 
-        redis.Redis(port=sentinel, socket_timeout=5).execute_command(
-            "SENTINEL", "FAILOVER", "hotline")  # fmt: skip
-        redis_topologies._wait(lambda: old.info("replication")["role"] == "slave",
-                               "the old master made a replica")  # fmt: skip
+        watcher.execute_command("SENTINEL", "FAILOVER", "hotline")
+        redis_topologies.wait_until(lambda: old.info("replication")["role"] == "slave",
+                                    "the old master made a replica")  # fmt: skip
 
         begun = calls.begin(sid, 1)
         assert begun.outcome == "go" and begun.state == CallState(node="main")
         assert calls.commit(sid, begun.token, 1, CallState(node="balance"), "<r>balance</r>")
         assert calls.begin(sid, 1).reply == "<r>balance</r>"
-        new = redis.Redis(port=replica, socket_timeout=1)
         assert new.info("replication")["role"] == "master"
         assert new.hget(f"ivr:{{{sid}}}", "reply") == b"<r>balance</r>"
-        calls.redis.close()
 
 
 def test_a_cluster_out_of_reach_at_start_gets_the_apology_not_a_dead_worker(

@@ -294,9 +294,10 @@ def test_a_forked_process_talks_to_redis_on_a_connection_of_its_own(store: Store
 
 
 def test_commands_sent_together_are_one_round_trip_as_redis_counts_them(named: Named) -> None:
-    """Redis answers commands sent together with one write: a webhook's state, reply and
-    call-log entries cost it one round trip, not one each. (Other clients of a shared Redis
-    may add a few writes of their own meanwhile.)"""
+    """A webhook's state, reply and call-log entries are sent together and answered in one
+    write: one round trip as Redis counts them, not one per command waiting for the last.
+    (Whether they leave in one write of ours only shows under load: bench/calls.py counts
+    that. Other clients of a shared Redis may add a few writes meanwhile.)"""
     store, outbox = named.store, Store.outbox_key("test-" + uuid.uuid4().hex)
 
     def writes() -> int:

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import html
 import http.client
@@ -77,7 +78,9 @@ from typing import Any, TypedDict, TypeVar
 from urllib.parse import urlencode, urljoin
 
 import baseline  # bench/baseline.py: this script's folder is first on sys.path
+import inside_conf  # bench/inside_conf.py
 import redis
+import sections  # bench/sections.py
 import sqlalchemy as sa
 
 from ivr import embedded, gunicorn_conf, store
@@ -188,9 +191,14 @@ class Target:
 
     def path(self, index: int) -> str:
         """The URL path of webhook `index` of a call, as the hotline names its steps."""
-        if index == 0:
-            return "/voice"
-        return STATUS_PATH if index == len(CALL) else f"/voice/in/{index}"
+        return webhook_path(index)
+
+
+def webhook_path(index: int) -> str:
+    """The URL path of webhook `index` of a call, as the hotline names its steps."""
+    if index == 0:
+        return "/voice"
+    return STATUS_PATH if index == len(CALL) else f"/voice/in/{index}"
 
 
 def hotline_target(origin: str) -> Target:
@@ -842,9 +850,12 @@ class Watch:
     """Reads the server side: the CPU of gunicorn, Redis and PostgreSQL, Redis's counters, the
     server log."""
 
-    def __init__(self, master: int, log: Path, backends: Backends) -> None:
+    def __init__(
+        self, master: int, log: Path, backends: Backends, inside: Path | None = None
+    ) -> None:  # fmt: skip
         self.master = master
         self.log = log
+        self.inside = inside  # where the workers write their parts' times (--inside), or None
         # Connections of our own, made now: their setup commands fall before any snapshot.
         self.redis = store.connect(backends.redis_url, 5.0)
         server = _info(self.redis, "server")
@@ -964,6 +975,7 @@ class Phase:
     redis_by_command: dict[str, int]
     server_log: list[str]
     workers_restarted: bool
+    inside: dict[str, dict[str, float]]  # --inside: by part of a webhook, its times (Inside)
 
     def figures(self) -> dict[str, float | None]:
         """The printed figures, by name (None: not measured)."""
@@ -1007,6 +1019,53 @@ def percentiles(seconds: Sequence[float]) -> dict[str, float | None]:
         name: 1000 * ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else None
         for name, q in ranks.items()
     }
+
+
+# ---- --inside: times inside the workers -----------------------------------------------------
+
+
+def inside_times(folder: Path | None, start: float, end: float) -> dict[str, dict[str, float]]:
+    """--inside: the times the workers wrote (bench/inside_conf.py) of what started between
+    `start` and `end`, by part (whole webhooks first, by their names in the call): how many,
+    and wall and CPU p50, p99 and mean in ms. {} without --inside."""
+    if folder is None:
+        return {}
+    time.sleep(2 * inside_conf.FLUSH_SECONDS)  # until the workers' last rows are written
+    routes = {webhook_path(i): name for i, name in enumerate(WEBHOOK_NAMES)}
+    walls: dict[str, list[float]] = collections.defaultdict(list)
+    cpus: dict[str, list[float]] = collections.defaultdict(list)
+    for path in folder.glob("inside-*.tsv"):
+        with path.open() as rows:
+            for row in rows:
+                label, started, wall, cpu = row.rstrip("\n").split("\t")
+                if start <= float(started) <= end:
+                    if label.startswith("route "):
+                        label = f"webhook {routes.get(label[6:], label[6:])}"
+                    walls[label].append(float(wall))
+                    cpus[label].append(float(cpu))
+    order = [f"webhook {name}" for name in WEBHOOK_NAMES] + list(sections.LABELS)
+    labels = [label for label in order if label in walls] + sorted(set(walls) - set(order))
+    times: dict[str, dict[str, float]] = {}
+    for label in labels:
+        of_wall, of_cpu = percentiles(walls[label]), percentiles(cpus[label])
+        times[label] = {
+            "count": len(walls[label]),
+            **{f"wall {q}": of_wall[q] or 0.0 for q in ("p50", "p99")},
+            "wall mean": 1000 * math.fsum(walls[label]) / len(walls[label]),
+            **{f"cpu {q}": of_cpu[q] or 0.0 for q in ("p50", "p99")},
+            "cpu mean": 1000 * math.fsum(cpus[label]) / len(cpus[label]),
+        }
+    return times
+
+
+def _describe_inside(times: Mapping[str, Mapping[str, float]]) -> None:
+    webhooks = sum(t["count"] for label, t in times.items() if label.startswith("webhook ")) or 1
+    print("    inside the workers (--inside), ms: wall p50/p99/mean, CPU of its thread "
+          "p50/p99/mean, how many per webhook")  # fmt: skip
+    for label, t in times.items():
+        print(f"      {t['wall p50']:6.2f} {t['wall p99']:7.2f} {t['wall mean']:6.2f} | "
+              f"{t['cpu p50']:5.2f} {t['cpu p99']:5.2f} {t['cpu mean']:5.2f} | "
+              f"{t['count'] / webhooks:4.2f}  {label}")  # fmt: skip
 
 
 class Latencies(TypedDict):
@@ -1157,6 +1216,7 @@ def run_phase(
         server_log=_new_lines(watch.log, before.log_size),
         **_latencies(tally, in_window),
         **_server_counts(before, after, watch.own_info),
+        inside=inside_times(watch.inside, t0, t0 + window),
     )
 
 
@@ -1344,6 +1404,7 @@ def run_held(
         server_log=_new_lines(watch.log, log_size),
         **_latencies(tally, in_window),
         **_server_counts(before, after, watch.own_info),
+        inside=inside_times(watch.inside, start_at, end_at),
         hold_seconds=opts.hold_seconds,
         ramp=all_up - t0,
         held=held,
@@ -1415,18 +1476,19 @@ def _free_port() -> int:
 @contextmanager
 def gunicorn(
     app: str, env: Mapping[str, str], folder: Path, workers: int, worker_class: str = "sync",
-    threads: int = 1,
+    threads: int = 1, config: str = "python:ivr.gunicorn_conf",
 ) -> Iterator[Gunicorn]:  # fmt: skip
     """Serve `app` with the benchmark's gunicorn settings on a free loopback port; stop it after.
 
     `worker_class` workers (`threads` threads each for gthread), no access log (gunicorn's
-    default: no --access-logfile), warnings and errors to a log file of their own."""
+    default: no --access-logfile), warnings and errors to a log file of their own. `config`:
+    the hotline's own settings (bench/inside_conf.py adds the timing of --inside to them)."""
     port = _free_port()
     log = folder / f"gunicorn-{app.split(':')[0]}-{worker_class}-{port}.log"
     command = [
         str(BIN / "gunicorn"),
         "--config",
-        "python:ivr.gunicorn_conf",  # the hotline's own settings; those below override them
+        config,  # the hotline's own settings; those below override them
         "--workers",
         str(workers),
         "--worker-class",
@@ -1600,6 +1662,8 @@ def describe(phase: Phase) -> None:
     print(f"    latency p50/p99 ms by webhook of the call: {by_webhook}")
     if isinstance(phase, HeldPhase):
         _describe_held(phase)
+    if phase.inside:
+        _describe_inside(phase.inside)
     if phase.redis_by_command:
         per = ", ".join(
             f"{name} {n / max(phase.webhooks_all, 1):.2f}"
@@ -1758,6 +1822,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     parser.add_argument(
+        "--inside",
+        action="store_true",
+        help="also time every webhook and each part of it inside the hotline's workers (wall "
+        "and CPU, bench/inside_conf.py): where the time of a slow answer went. Costs the "
+        "workers some 40 µs a webhook",
+    )
+    parser.add_argument(
         "--trace",
         type=Path,
         help="--held: also write every webhook answered in the window (when, latency, which "
@@ -1850,8 +1921,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 worker_class, _, count = spec.partition(":")
                 threads = int(count or opts.threads) if worker_class == "gthread" else 1
                 for name, app, make_target in apps:
-                    with gunicorn(app, env, folder, opts.workers, worker_class, threads) as server:
-                        watch = Watch(server.process.pid, server.log, backends)
+                    config, app_env, inside = "python:ivr.gunicorn_conf", env, None
+                    if opts.inside and name == "hotline":
+                        inside = Path(tempfile.mkdtemp(prefix="inside-", dir=folder))
+                        config = str(BENCH / "inside_conf.py")
+                        app_env = env | {inside_conf.FOLDER_ENV: str(inside)}
+                    with gunicorn(app, app_env, folder, opts.workers, worker_class, threads,
+                                  config) as server:  # fmt: skip
+                        watch = Watch(server.process.pid, server.log, backends, inside)
                         try:
                             target = make_target(server.origin)
                             for phase in phases_on(name, prefix, target, token, opts, watch):

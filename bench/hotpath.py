@@ -6,7 +6,7 @@ No HTTP and no gunicorn: the hotline (`ivr.create_app`, an embedded Redis and SQ
 temporary folder, the test accounts) answers the benchmark's whole calls (bench/calls.py's
 CALL and its status callback) through Flask's test client, one after another. It prints the
 process's CPU per webhook; then, for a second round, the answering thread's CPU in each part
-of a webhook (SECTIONS: each timed with time.thread_time around it, which costs about a
+of a webhook (bench/sections.py: each timed with time.thread_time around it, which costs about a
 microsecond a call and distorts nothing else); then cProfile's top functions for a third,
 profiled round (cProfile makes small functions look dearer than they are). Figures are CPU
 time, so another program busy on the machine changes them little (unlike latencies): use it
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import collections
 import cProfile
-import importlib
 import os
 import pstats
 import re
@@ -26,36 +25,16 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import sections  # bench/sections.py, beside this file
 from calls import ACCOUNTS, CALL, STATUS_PATH, UNLIMITED  # bench/calls.py, beside this file
 
 from ivr.phone import new_sid, sign
 
-# The parts of a webhook timed in the second round: (module, object in it or "", function,
-# what it is). Nested parts are counted in both (the PIN's hash is in the account service's).
-SECTIONS = (
-    ("ivr.voice", "Webhooks", "__call__", "the whole webhook, from the WSGI call to its answer"),
-    ("ivr.voice", "", "_signed", "the signature check"),
-    ("ivr.voice", "Webhooks", "_request", "the form's parsing"),
-    ("ivr.store", "Store", "begin", "Redis: claim the step, load the state (a script)"),
-    ("ivr.store", "Store", "commit", "Redis: save state, reply, call-log entries (one trip)"),
-    ("ivr.store", "Store", "open", "Redis: a call's first webhook (one trip)"),
-    ("ivr.store", "Store", "admit", "Redis: the caller's limits (ID step)"),
-    ("ivr.store", "Store", "gate_pin", "Redis: the ID number's lock and limit (PIN step)"),
-    ("ivr.store", "Store", "end", "Redis: the status callback"),
-    ("services.accounts.store", "AccountStore", "verify_pin", "account service: the PIN"),
-    ("services.accounts.security", "", "_derive", "... of which the PIN's hash (scrypt)"),
-    ("services.accounts.store", "AccountStore", "balance", "account service: the balance"),
-    ("services.accounts.store", "AccountStore", "transactions", "account service: usage"),
-    ("ivr.hotline", "", "advance", "the menu engine (ivr.machine.advance)"),
-    ("ivr.hotline", "Hotline", "_reply", "the reply: prompts rendered, TwiML"),
-    ("ivr.outbox", "Outbox", "encode", "the call-log entries for the outbox (JSON)"),
-    ("ivr.state", "CallState", "from_json", "the state read (JSON)"),
-    ("ivr.state", "CallState", "to_json", "the state written (JSON)"),
-)
 _ACTION = re.compile(r'<Gather\b[^>]*?\saction="([^"]*)"')
 BASE = "http://hotline.test"
 
@@ -66,55 +45,39 @@ def _cpu() -> float:
 
 
 class Sections:
-    """The answering thread's CPU in each of SECTIONS while installed. `proxies`: objects that
-    keep the methods they hand out (ivr.metrics counts errors of the hotline's store and
-    account service so), made to look them up again."""
+    """The answering thread's CPU in each part of a webhook (bench/sections.py) while
+    installed. `proxies`: objects that keep the methods they hand out (ivr.metrics counts
+    errors of the hotline's store and account service so), made to look them up again."""
 
     def __init__(self, *proxies: Any) -> None:
         self.proxies = proxies
-        self.cpu: collections.Counter[str] = collections.Counter()
+        self.cpu: collections.defaultdict[str, float] = collections.defaultdict(float)
         self.calls: collections.Counter[str] = collections.Counter()
-        self._undo: list[tuple[Any, str, Any]] = []
+        self._uninstall: Callable[[], None] | None = None
 
     def install(self) -> None:
-        for module, owner_name, name, label in SECTIONS:
-            owner = importlib.import_module(module)
-            if owner_name:
-                owner = getattr(owner, owner_name)
-            original = getattr(owner, name)
-            self._undo.append((owner, name, original))
-            setattr(owner, name, self._timed(original, label))
+        self._uninstall = sections.install(self._record)
         self._forget()
 
     def uninstall(self) -> None:
-        while self._undo:
-            owner, name, original = self._undo.pop()
-            setattr(owner, name, original)
+        if self._uninstall is not None:
+            self._uninstall()
         self._forget()
+
+    def _record(self, label: str, _started: float, _wall: float, cpu: float) -> None:
+        self.cpu[label] += cpu
+        self.calls[label] += 1
 
     def _forget(self) -> None:
         for proxy in self.proxies:
             for name in [name for name in vars(proxy) if not name.startswith("_")]:
                 del vars(proxy)[name]
 
-    def _timed(self, function: Any, label: str) -> Any:
-        cpu, calls = self.cpu, self.calls
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.thread_time()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                cpu[label] += time.thread_time() - started
-                calls[label] += 1
-
-        return timed
-
     def print(self, webhooks: int) -> None:
         print(f"\nthe answering thread's CPU by part of a webhook ({webhooks} webhooks; nested "
               "parts counted in both):")  # fmt: skip
         print(f"{'µs/webhook':>11} {'per webhook':>12} {'µs each':>8}  part")
-        for *_, label in SECTIONS:
+        for label in sections.LABELS:
             if self.calls[label]:
                 spent, count = self.cpu[label], self.calls[label]
                 print(f"{spent / webhooks * 1e6:11.1f} {count / webhooks:12.2f} "

@@ -1,0 +1,66 @@
+"""gunicorn's settings for `bench/calls.py --inside`: the hotline's own (ivr/gunicorn_conf.py),
+and in each worker the wall and CPU time of every webhook and of each part of it
+(bench/sections.py), appended to $IVR_BENCH_INSIDE/inside-<pid>.tsv twice a second:
+
+    part <TAB> started (time.monotonic()) <TAB> wall seconds <TAB> CPU seconds of its thread
+
+A whole webhook's part is `route <path>`. Timing costs about two microseconds a part, some 40
+a webhook. The CPU figures are a thread's: right for gthread and sync workers, not for gevent's
+greenlets (one thread runs them all).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ivr.gunicorn_conf import keepalive, post_worker_init, threads, timeout, worker_class
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # gunicorn reads this file by its path
+import sections  # bench/sections.py
+
+__all__ = ["keepalive", "post_fork", "post_worker_init", "threads", "timeout", "worker_class"]
+
+FOLDER_ENV = "IVR_BENCH_INSIDE"
+FLUSH_SECONDS = 0.5
+
+
+def post_fork(server: object, worker: object) -> None:
+    """In the new worker, before it makes the app: time its webhooks from now on."""
+    rows: list[tuple[str, float, float, float]] = []
+
+    def record(label: str, started: float, wall: float, cpu: float) -> None:
+        rows.append((label, started, wall, cpu))  # (one list append: atomic under the GIL)
+
+    sections.install(record)
+    from ivr.voice import Webhooks
+
+    answer = Webhooks.__call__
+
+    def routed(self: Webhooks, environ: Any, start_response: Any) -> Any:
+        wall, cpu = time.monotonic(), time.thread_time()
+        try:
+            return answer(self, environ, start_response)
+        finally:
+            label = f"route {environ.get('PATH_INFO', '')}"
+            record(label, wall, time.monotonic() - wall, time.thread_time() - cpu)
+
+    Webhooks.__call__ = routed  # type: ignore[method-assign]
+    path = Path(os.environ[FOLDER_ENV]) / f"inside-{os.getpid()}.tsv"
+    threading.Thread(target=_flush, args=(rows, path), name="inside", daemon=True).start()
+
+
+def _flush(rows: list[tuple[str, float, float, float]], path: Path) -> None:
+    """Append what was recorded to the worker's file, and forget it (a held run records
+    millions)."""
+    while True:
+        time.sleep(FLUSH_SECONDS)
+        upto = len(rows)
+        with path.open("a") as out:
+            out.writelines(f"{label}\t{started!r}\t{wall!r}\t{cpu!r}\n"
+                           for label, started, wall, cpu in rows[:upto])  # fmt: skip
+        del rows[:upto]  # (atomic under the GIL: rows recorded meanwhile stay)

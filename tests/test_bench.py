@@ -1,0 +1,50 @@
+"""The benchmark scripts still run and still measure what docs/benchmark.md says they do:
+bench/calls.py, briefly, with the times inside the workers (--inside), and bench/hotpath.py.
+Their figures belong to a quiet machine; here only their shape and what must always hold."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+HASH = "... of which the PIN's hash (scrypt)"
+
+
+def test_calls_py_times_every_webhook_and_its_parts_inside_the_workers(tmp_path: Path) -> None:
+    out = tmp_path / "run.json"
+    command = [sys.executable, str(BENCH / "calls.py"), "--seconds", "2", "--callers", "4",
+               "--no-baseline", "--inside", "--json", str(out)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "inside the workers (--inside)" in done.stdout
+    phases = json.loads(out.read_text())["phases"]
+    assert [phase["name"] for phase in phases] == ["hotline", "hotline @50%"]
+    for phase in phases:
+        assert phase["failures"] == 0
+        inside = phase["inside"]
+        routes = {label: t for label, t in inside.items() if label.startswith("webhook ")}
+        assert list(routes) == ["webhook 0:incoming", "webhook 1:key 1", "webhook 2:ID",
+                                "webhook 3:PIN", "webhook 4:key 1", "webhook 5:key 1",
+                                "webhook 6:status"]  # fmt: skip
+        timed = sum(t["count"] for t in routes.values())
+        assert abs(timed - phase["webhooks"]) <= 0.1 * phase["webhooks"] + 20
+        pin = routes["webhook 3:PIN"]
+        assert abs(inside[HASH]["count"] - pin["count"]) <= 1  # one hash a PIN webhook
+        assert pin["cpu mean"] > inside[HASH]["cpu mean"] > 0.5 * pin["cpu mean"]
+        for label, t in inside.items():  # a thread cannot spend more CPU than time
+            assert t["wall mean"] >= 0.95 * t["cpu mean"], label
+            assert t["wall p99"] >= t["wall p50"] >= 0, label
+
+
+def test_hotpath_py_splits_a_webhooks_cpu_into_its_parts() -> None:
+    command = [sys.executable, str(BENCH / "hotpath.py"), "--calls", "5", "--top", "3"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "5 calls, 35 webhooks, ms CPU per webhook" in done.stdout
+    for part in ("the whole webhook, from the WSGI call to its answer", HASH,
+                 "Redis: claim the step, load the state (a script)"):  # fmt: skip
+        assert part in done.stdout

@@ -4,7 +4,7 @@
                                     [--worker-class sync,gthread,gevent] [--threads 16]
                                     [--accounts-delay MS] [--rate N] [--no-baseline]
                                     [--client-procs 2] [--redis-url URL] [--database-url URL]
-                                    [--json FILE]
+                                    [--json FILE] [--inside]
     .venv/bin/python bench/calls.py --held 3000 [--hold-seconds 300] [--pool 32] [...]
     make bench
 
@@ -975,7 +975,7 @@ class Phase:
     redis_by_command: dict[str, int]
     server_log: list[str]
     workers_restarted: bool
-    inside: dict[str, dict[str, float]]  # --inside: by part of a webhook, its times (Inside)
+    inside: dict[str, dict[str, float]]  # --inside: by part of a webhook, its times, in ms
 
     def figures(self) -> dict[str, float | None]:
         """The printed figures, by name (None: not measured)."""

@@ -29,7 +29,8 @@ With several --worker-class values the phases run once for each, side by side in
 fair way to compare them on a machine that other work disturbs). --accounts-delay serves the
 account service over HTTP (ACCOUNTS_URL) from bench/slow_accounts.py, which holds every request
 that many milliseconds: the latencies are then also split into webhooks that call the account
-service and webhooks that do not.
+service and webhooks that do not. --inside also times every webhook and each part of it inside
+the hotline's workers (bench/inside_conf.py), wall and CPU: where a slow answer's time went.
 
 Each simulated caller behaves like Twilio on the wire (signed form POSTs, the standard call
 parameters, following each reply's <Gather action>) and checks every answer. The server's

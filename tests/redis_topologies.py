@@ -135,14 +135,8 @@ def cluster_url(ports: list[int]) -> str:
 def sentinel(folder: Path, service: str = "hotline") -> Iterator[str]:
     """A master watched by one Sentinel; yields REDIS_URL naming the master through it."""
     require_tools()
-    with _server(folder / "master") as master:
-        conf = folder / "sentinel" / "sentinel.conf"
-        conf.parent.mkdir(parents=True)
-        conf.write_text(f"sentinel monitor {service} 127.0.0.1 {master} 1\n")
-        with _server(conf.parent, str(conf), "--sentinel") as port:
-            probe = redis.Redis(port=port, socket_timeout=1)
-            wait_until(lambda: probe.sentinel_get_master_addr_by_name(service), "sentinel")
-            yield f"redis+sentinel://127.0.0.1:{port}/{service}/0"
+    with _server(folder / "master") as master, _sentinel(folder, service, master) as port:
+        yield f"redis+sentinel://127.0.0.1:{port}/{service}/0"
 
 
 @contextmanager
@@ -155,14 +149,11 @@ def sentinel_with_replica(
     require_tools()
     with _server(folder / "master") as master, \
             _server(folder / "replica", "--replicaof", "127.0.0.1", str(master)) as replica:
-        conf = folder / "sentinel" / "sentinel.conf"
-        conf.parent.mkdir(parents=True)
-        conf.write_text(f"sentinel monitor {service} 127.0.0.1 {master} 1\n"
-                        f"sentinel down-after-milliseconds {service} 2000\n"
-                        f"sentinel failover-timeout {service} 10000\n")  # fmt: skip
         copy = redis.Redis(port=replica, socket_timeout=1)
         wait_until(lambda: copy.info("replication").get("master_link_status") == "up", "replica")
-        with _server(conf.parent, str(conf), "--sentinel") as port:
+        quick = (f"sentinel down-after-milliseconds {service} 2000\n"
+                 f"sentinel failover-timeout {service} 10000\n")  # fmt: skip
+        with _sentinel(folder, service, master, quick) as port:
             probe = redis.Redis(port=port, socket_timeout=1)
 
             def knows_the_replica() -> bool:
@@ -171,3 +162,16 @@ def sentinel_with_replica(
 
             wait_until(knows_the_replica, "sentinel knowing the replica")
             yield f"redis+sentinel://127.0.0.1:{port}/{service}/0", port, master, replica
+
+
+@contextmanager
+def _sentinel(folder: Path, service: str, master: int, settings: str = "") -> Iterator[int]:
+    """One Sentinel monitoring the master on port `master` as `service` (with `settings`, lines
+    of sentinel.conf, besides), ready once it names the master; yields its port."""
+    conf = folder / "sentinel" / "sentinel.conf"
+    conf.parent.mkdir(parents=True)
+    conf.write_text(f"sentinel monitor {service} 127.0.0.1 {master} 1\n{settings}")
+    with _server(conf.parent, str(conf), "--sentinel") as port:
+        probe = redis.Redis(port=port, socket_timeout=1)
+        wait_until(lambda: probe.sentinel_get_master_addr_by_name(service), "sentinel")
+        yield port

@@ -1704,8 +1704,8 @@ def _describe_held(phase: HeldPhase) -> None:
         f"    Redis per held call: {f['redis KB/held call'] or 0:.2f} KB, "
         f"{f['redis keys/held call'] or 0:.2f} keys as all came up (each in its first steps); "
         f"{f['  at the end KB/held call'] or 0:.2f} KB, "
-        f"{f['  at the end keys/held call'] or 0:.2f} keys at the end, with the state of "
-        f"{phase.calls_ended} completed calls kept {store.ENDED_TTL} s"
+        f"{f['  at the end keys/held call'] or 0:.2f} keys at the end, with the state of the "
+        f"calls completed in its last {store.ENDED_TTL} s ({phase.calls_ended} completed in all)"
     )
     print(f"    {phase.verdict()}")
     if (f["held calls mean"] or 0) < 0.99 * phase.callers:

@@ -132,10 +132,14 @@ def test_the_saved_state_is_json_and_expires(store: Store, sid: str) -> None:
 
 
 def test_an_ended_call_is_kept_only_briefly(store: Store, sid: str) -> None:
+    """Long enough for a webhook Twilio still retries (15 s at most), not so long that ended
+    calls crowd Redis: two minutes."""
+    assert 15 < ENDED_TTL <= 120
     begun = store.begin(sid, 0)
     store.commit(sid, begun.token, 0, CallState(node="goodbye", ended=True), "<r>bye</r>")
     (key,) = keys_of(store.redis, sid)
     assert 0 < store.redis.ttl(key) <= ENDED_TTL
+    assert store.begin(sid, 0) == Begun("replay", reply="<r>bye</r>")  # a retry, meanwhile
 
     other = "CA" + uuid.uuid4().hex
     begun = store.begin(other, 0)

@@ -54,7 +54,7 @@ CLAIM_MS = 10_000
 # Seconds an ended call's state (its last reply) is kept after its status callback, for a
 # webhook still in flight or retried then: Twilio gives a webhook 15 s at most, retries
 # included. Ended calls outnumber live ones in Redis by their rate times this (at 140 calls a
-# second, 600 s kept 84,000 of them, some 25 times the memory of 3,000 live calls).
+# second, 600 s kept 84,000 of them, some 20 times the memory of 3,000 live calls).
 ENDED_TTL = 120
 # The call log's outbox keeps at most about this many webhooks' writes (the database away for
 # a quarter of an hour at 1,000 webhooks a second); past that the oldest are dropped.

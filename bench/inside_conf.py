@@ -18,12 +18,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ivr.gunicorn_conf import keepalive, post_worker_init, threads, timeout, worker_class
+from ivr import gunicorn_conf as hotline_conf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # gunicorn reads this file by its path
 import sections  # bench/sections.py
 
-__all__ = ["keepalive", "post_fork", "post_worker_init", "threads", "timeout", "worker_class"]
+# Every setting and hook of the hotline's own (gunicorn takes the names it knows), whatever
+# ivr/gunicorn_conf.py comes to hold; post_fork below calls the hotline's, should it have one.
+globals().update({name: value for name, value in vars(hotline_conf).items()
+                  if not name.startswith("_") and name != "post_fork"})  # fmt: skip
 
 FOLDER_ENV = "IVR_BENCH_INSIDE"
 FLUSH_SECONDS = 0.5
@@ -31,6 +34,8 @@ FLUSH_SECONDS = 0.5
 
 def post_fork(server: object, worker: object) -> None:
     """In the new worker, before it makes the app: time its webhooks from now on."""
+    if hasattr(hotline_conf, "post_fork"):
+        hotline_conf.post_fork(server, worker)
     rows: list[tuple[str, float, float, float]] = []
 
     def record(label: str, started: float, wall: float, cpu: float) -> None:

@@ -190,10 +190,6 @@ class Target:
     follow: bool  # go where each <Gather action> points (the hotline), or post the hotline's URLs
     expects: tuple[bytes, ...]  # what each of the call's WEBHOOKS_PER_CALL answers must contain
 
-    def path(self, index: int) -> str:
-        """The URL path of webhook `index` of a call, as the hotline names its steps."""
-        return webhook_path(index)
-
 
 def webhook_path(index: int) -> str:
     """The URL path of webhook `index` of a call, as the hotline names its steps."""
@@ -314,7 +310,7 @@ def whole_call(
     completed. The caller hangs up (the status callback comes next) when `hang_up()` is true
     where it would key; a <Gather action> missing or leading elsewhere is counted in `tally`."""
     params = call_params(account_sid, new_sid("CA"))
-    url = target.origin + target.path(0)
+    url = target.origin + webhook_path(0)
     for i, step in enumerate(CALL):
         if i and hang_up():
             break
@@ -328,7 +324,7 @@ def whole_call(
         if target.follow:
             url = urljoin(url, html.unescape(action.group(1).decode()))
         else:
-            url = target.origin + target.path(i + 1)
+            url = target.origin + webhook_path(i + 1)
         if not url.startswith(target.origin + "/"):
             tally.fail(f"webhook {i}: the action leads off the server: {url}")
             return False

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 
-from services.accounts.security import check_pin, dummy_check, hash_pin
+import pytest
+
+from services.accounts import security
+from services.accounts.security import N, P, R, check_pin, dummy_check, hash_pin
 
 PEPPER = "test-pepper"
+# A PIN hash stored by an earlier version (OpenSSL's scrypt, `hashlib.scrypt`): PIN 135790,
+# salt 00 01 .. 0f. Stored hashes must go on verifying whichever library computes scrypt.
+STORED = ("s1$000102030405060708090a0b0c0d0e0f$"
+          "2d5c8f1e61e5f23f6155ea86c04abc4da94f08ed9fc3164554682ae69b1f46db")  # fmt: skip
 
 
 def test_round_trip_and_wrong_pin() -> None:
@@ -14,6 +22,28 @@ def test_round_trip_and_wrong_pin() -> None:
     assert check_pin(PEPPER, "135790", stored)
     assert not check_pin(PEPPER, "135791", stored)
     assert not check_pin(PEPPER, "", stored)
+
+
+@pytest.mark.parametrize("name", sorted(security.IMPLEMENTATIONS))
+def test_hashes_stored_before_still_verify_whichever_scrypt_is_faster(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(security, "fastest", lambda: name)
+    assert check_pin(PEPPER, "135790", STORED)
+    assert not check_pin(PEPPER, "135791", STORED)
+    assert check_pin(PEPPER, "246801", hash_pin(PEPPER, "246801"))
+
+
+def test_the_faster_scrypt_is_one_of_them() -> None:
+    assert security.fastest() in security.IMPLEMENTATIONS
+
+
+def test_new_hashes_are_standard_scrypt() -> None:
+    stored = hash_pin(PEPPER, "246801")
+    _, salt, digest = stored.split("$")
+    salted = PEPPER.encode() + bytes.fromhex(salt)
+    expected = hashlib.scrypt(b"246801", salt=salted, n=N, r=R, p=P, dklen=32)
+    assert digest == expected.hex()
 
 
 def test_format_is_versioned_salted_and_holds_no_pin() -> None:

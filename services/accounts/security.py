@@ -3,8 +3,8 @@
 scrypt has two implementations here, OpenSSL's (`hashlib.scrypt`) and libsodium's (PyNaCl):
 the same function, the same bytes out, but which is faster depends on the CPU (one AMD EPYC:
 OpenSSL 1.45 ms a check, libsodium 2.51; another: 2.15 and 1.57). Every call checks a PIN and
-the hash is most of that webhook's CPU, so each process times both once, on its first check,
-and keeps the faster.
+the hash is most of that webhook's CPU, so each process times both once (when it makes its
+`AccountStore`, or else on its first check) and keeps the faster.
 """
 
 from __future__ import annotations

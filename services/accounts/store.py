@@ -59,6 +59,7 @@ class AccountStore:
         self.engine = engine
         self._pepper = pepper
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        security.fastest()  # which scrypt to use, timed now rather than on a caller's first PIN
 
     def create_schema(self) -> None:
         """Create the account tables that do not exist yet."""

@@ -14,12 +14,18 @@ BENCH = ROOT / "bench"
 HASH = "... of which the PIN's hash (scrypt)"
 
 
+def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run a benchmark script; it must succeed (its output's end shown if not)."""
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
 def test_calls_py_times_every_webhook_and_its_parts_inside_the_workers(tmp_path: Path) -> None:
     out = tmp_path / "run.json"
     command = [sys.executable, str(BENCH / "calls.py"), "--seconds", "2", "--callers", "4",
                "--no-baseline", "--inside", "--json", str(out)]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = _run(command)
     assert "inside the workers (--inside)" in done.stdout
     phases = json.loads(out.read_text())["phases"]
     assert [phase["name"] for phase in phases] == ["hotline", "hotline @50%"]
@@ -49,8 +55,7 @@ def test_calls_py_steps_3_hangs_up_at_the_pin_prompt_and_reaches_no_account(
     out = tmp_path / "run.json"
     command = [sys.executable, str(BENCH / "calls.py"), "--seconds", "1", "--callers", "2",
                "--no-baseline", "--steps", "3", "--json", str(out)]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = _run(command)
     assert "each call 3 webhooks and the status callback" in done.stdout
     for phase in json.loads(out.read_text())["phases"]:
         assert phase["failures"] == 0
@@ -63,8 +68,7 @@ def test_calls_py_steps_3_hangs_up_at_the_pin_prompt_and_reaches_no_account(
 
 def test_hotpath_py_splits_a_webhooks_cpu_into_its_parts() -> None:
     command = [sys.executable, str(BENCH / "hotpath.py"), "--calls", "5", "--top", "3"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = _run(command)
     assert "5 calls, 35 webhooks, ms CPU per webhook" in done.stdout
     for part in ("the whole webhook, from the WSGI call to its answer", HASH,
                  "Redis: claim the step, load the state (a script)"):  # fmt: skip

@@ -1,6 +1,7 @@
 """Where a webhook's CPU goes: benchmark calls through the hotline in this one process.
 
     .venv/bin/python bench/hotpath.py [--calls 300] [--top 40] [--sort tottime|cumulative]
+    .venv/bin/python bench/hotpath.py --instructions [--calls 30]
 
 No HTTP and no gunicorn: the hotline (`ivr.create_app`, an embedded Redis and SQLite in a
 temporary folder, the test accounts) answers the benchmark's whole calls (bench/calls.py's
@@ -11,21 +12,31 @@ microsecond a call and distorts nothing else); then cProfile's top functions for
 profiled round (cProfile makes small functions look dearer than they are). Figures are CPU
 time, so another program busy on the machine changes them little (unlike latencies): use it
 to see what a change to the hot path saves, then measure with bench/calls.py.
+
+--instructions counts machine instructions instead of seconds, under valgrind's callgrind
+(some 2 minutes for 10 calls): the same code counts the same within 0.1 %, however busy or slow
+the machine, so it shows a change of a per cent or two that CPU seconds, drifting by a fifth
+within the hour, cannot (see "instructions" below).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import cProfile
+import json
+import operator
 import os
 import pstats
 import re
 import resource
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -84,12 +95,10 @@ class Sections:
                       f"{spent / count * 1e6:8.1f}  {label}")  # fmt: skip
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=300, help="calls per round (default 300)")
-    parser.add_argument("--top", type=int, default=40, help="functions to list (default 40)")
-    parser.add_argument("--sort", default="tottime", help="pstats order (default tottime)")
-    opts = parser.parse_args()
+@contextlib.contextmanager
+def hotline_here() -> Iterator[tuple[Any, Any, Callable[[], None]]]:
+    """The hotline in this process (an embedded Redis, SQLite in a temporary folder, the
+    test accounts) warmed up: (the Flask app, the Hotline, one whole benchmark call)."""
     with tempfile.TemporaryDirectory(prefix="ivr-profile-") as folder:
         os.environ.update(UNLIMITED, IVR_INSTANCE_PATH=folder, IVR_DEV_MODE="1",
                           PUBLIC_BASE_URL=BASE)  # fmt: skip
@@ -104,19 +113,7 @@ def main() -> int:
         AccountStore(make_engine(settings.database_url), settings.pin_pepper).import_file(ACCOUNTS)
         client = app.test_client()
         hotline = app.extensions["ivr"]
-        writer_cpu = [0.0]  # the call log's writes, in the outbox's mover thread
-        write = hotline.calllog.write
-
-        def timed_write(*args: Any, **kwargs: Any) -> Any:
-            started = time.thread_time()
-            try:
-                return write(*args, **kwargs)
-            finally:
-                writer_cpu[0] += time.thread_time() - started
-
-        hotline.calllog.write = timed_write
         token = settings.signing_token
-        webhooks = len(CALL) + 1
 
         def call() -> None:
             sid = new_sid("CA")
@@ -139,9 +136,41 @@ def main() -> int:
             client.post(STATUS_PATH, data=status,
                         headers={"X-Twilio-Signature": sign(token, url, status)})  # fmt: skip
 
-        for _ in range(20):  # warm up: scripts loaded, pools open
-            call()
-        n = opts.calls * webhooks
+        try:
+            for _ in range(20):  # warm up: scripts loaded, pools open
+                call()
+            yield app, hotline, call
+        finally:
+            hotline.outbox.stop()
+            embedded.stop(Path(folder))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=300, help="calls per round (default 300)")
+    parser.add_argument("--top", type=int, default=40, help="functions to list (default 40)")
+    parser.add_argument("--sort", default="tottime", help="pstats order (default tottime)")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count the hotline's machine instructions per webhook instead, "
+                             "under valgrind's callgrind (--calls 30 is plenty)")  # fmt: skip
+    opts = parser.parse_args()
+    if opts.instructions:
+        if os.environ.get(_UNDER_CALLGRIND) is None:
+            return instructions(opts.calls)
+        return _counted_here(opts.calls)
+    with hotline_here() as (_app, hotline, call):
+        writer_cpu = [0.0]  # the call log's writes, in the outbox's mover thread
+        write = hotline.calllog.write
+
+        def timed_write(*args: Any, **kwargs: Any) -> Any:
+            started = time.thread_time()
+            try:
+                return write(*args, **kwargs)
+            finally:
+                writer_cpu[0] += time.thread_time() - started
+
+        hotline.calllog.write = timed_write
+        n = opts.calls * WEBHOOKS
         started, main, writer_cpu[0] = _cpu(), time.thread_time(), 0.0
         for _ in range(opts.calls):
             call()
@@ -165,9 +194,111 @@ def main() -> int:
             call()
         profile.disable()
         pstats.Stats(profile, stream=sys.stdout).sort_stats(opts.sort).print_stats(opts.top)
-        hotline.outbox.stop()
-        embedded.stop(Path(folder))
     return 0
+
+
+# ---- instructions (--instructions) ------------------------------------------------------------
+#
+# Machine instructions do not drift with the machine as CPU seconds do (this hardware's CPU time
+# per webhook moved by a fifth within an hour, and by half between two days): the same code
+# and inputs count within a fraction of a per cent of the same figure, whatever else runs. So a
+# change of a few per cent to the hot path shows here at once, where bench/calls.py would need
+# many alternating runs. What is counted: the hotline's WSGI app from the call to its answer,
+# and the call-log mover's batches (moved every MOVE_EVERY calls, about as many as a mover finds
+# under load), each entered through operator.call, which callgrind's --toggle-collect switches
+# on; Flask's test client, the warm-up and the embedded Redis (its own process) are not. The
+# PIN's hash is counted apart, and the counts are split by the webhook of the call.
+
+_UNDER_CALLGRIND = "HOTPATH_UNDER_CALLGRIND"
+_GATE = "_operator_call"  # operator.call's C function: the one door callgrind counts behind
+MOVE_EVERY = 5
+WEBHOOKS = len(CALL) + 1  # and the status callback
+
+
+def instructions(calls: int) -> int:
+    """Run this script again under callgrind and print its counts."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (Debian: apt install valgrind)")
+    with tempfile.TemporaryDirectory(prefix="ivr-callgrind-") as folder:
+        out = Path(folder) / "callgrind.out"
+        command = [
+            "valgrind", "--tool=callgrind", "--collect-atstart=no",
+            f"--toggle-collect={_GATE}", f"--callgrind-out-file={out}",
+            sys.executable, str(Path(__file__).resolve()), "--instructions", "--calls", str(calls),
+        ]  # fmt: skip
+        env = os.environ | {_UNDER_CALLGRIND: folder, "PYTHONHASHSEED": "0"}
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            sys.stderr.write(done.stdout + done.stderr)
+            raise SystemExit(f"valgrind exited with {done.returncode}")
+        counts = json.loads((Path(folder) / "counts.json").read_text())
+    total = sum(counts["webhooks"].values()) + counts["moving"]
+    webhooks = calls * WEBHOOKS
+    print(f"{calls} calls, {webhooks} webhooks (code {_code()}), instructions per webhook: "
+          f"{total / webhooks:,.0f} = {sum(counts['webhooks'].values()) / webhooks:,.0f} answering "
+          f"+ {counts['moving'] / webhooks:,.0f} moving the call log; the PIN's hash "
+          f"{counts['hash']:,.0f} a check, {counts['hash'] / WEBHOOKS:,.0f} per webhook "
+          "(included)")  # fmt: skip
+    print(f"{'per webhook':>14}  webhook of the call")
+    for name, count in counts["webhooks"].items():
+        print(f"{count / calls:14,.0f}  {name}")
+    return 0
+
+
+def _code() -> str:
+    done = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True,
+                          text=True, check=False, cwd=Path(__file__).parent)  # fmt: skip
+    return done.stdout.strip() or "?"
+
+
+def _counted_here(calls: int) -> int:
+    """Under callgrind: the measured calls, each webhook's count dumped on its own."""
+    folder = Path(os.environ[_UNDER_CALLGRIND])
+    with hotline_here() as (app, hotline, call):
+        hotline.outbox.stop()  # moved below, inside the gate, instead of by its thread
+        names = [f"{i}:{step.name}" for i, step in enumerate(CALL)] + [f"{len(CALL)}:status"]
+        counts: dict[str, Any] = {"webhooks": dict.fromkeys(names, 0)}
+        inner, webhook = app.wsgi_app, [0]
+
+        def gated(environ: Any, start_response: Any) -> Any:
+            answer = operator.call(inner, environ, start_response)
+            counts["webhooks"][names[webhook[0] % WEBHOOKS]] += _dump(folder)
+            webhook[0] += 1
+            return answer
+
+        app.wsgi_app = gated
+        _dump(folder)  # the warm-up's moving, and anything else counted so far: not measured
+        moving = 0
+        for i in range(calls):
+            call()
+            if (i + 1) % MOVE_EVERY == 0 or i + 1 == calls:
+                while operator.call(hotline.outbox.move):
+                    pass
+                moving += _dump(folder)
+        app.wsgi_app = inner
+        from services.accounts import security
+
+        stored = security.hash_pin("pepper", "123456")
+        operator.call(security.check_pin, "pepper", "123456", stored)
+        counts |= {"moving": moving, "hash": _dump(folder)}
+    (folder / "counts.json").write_text(json.dumps(counts))
+    return 0
+
+
+def _dump(folder: Path) -> int:
+    """The instructions counted since the last dump (callgrind writes them to a file of their
+    own, asked by callgrind_control, which it notices within moments)."""
+    before = set(folder.glob("callgrind.out.*"))
+    subprocess.run(["callgrind_control", "--dump", str(os.getpid())], capture_output=True,
+                   check=True)  # fmt: skip
+    while not (new := set(folder.glob("callgrind.out.*")) - before):
+        time.sleep(0.01)
+    (path,) = new
+    while not (text := path.read_text()).rstrip().endswith(tuple("0123456789")) or \
+            "totals:" not in text:  # fmt: skip
+        time.sleep(0.01)
+    path.unlink()
+    return int(re.search(r"^totals:\s+(\d+)", text, re.M).group(1))  # type: ignore[union-attr]
 
 
 if __name__ == "__main__":

@@ -1,13 +1,18 @@
 """The benchmark scripts still run and still measure what docs/benchmark.md says they do:
-bench/calls.py, briefly, with the times inside the workers (--inside), and bench/hotpath.py.
+bench/calls.py, briefly, with the times inside the workers (--inside), and bench/hotpath.py
+(CPU seconds, and instructions under valgrind).
 Their figures belong to a quiet machine; here only their shape and what must always hold."""
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -73,3 +78,24 @@ def test_hotpath_py_splits_a_webhooks_cpu_into_its_parts() -> None:
     for part in ("the whole webhook, from the WSGI call to its answer", HASH,
                  "Redis: claim the step, load the state (a script)"):  # fmt: skip
         assert part in done.stdout
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind (Debian's)")
+def test_hotpath_py_counts_each_webhooks_instructions_and_the_hash_only_in_the_pin_one() -> None:
+    command = [sys.executable, str(BENCH / "hotpath.py"), "--instructions", "--calls", "1"]
+    done = _run(command)
+    head, _, rest = done.stdout.partition("\n")
+    assert head.startswith("1 calls, 7 webhooks (code "), head
+    said = head.partition("instructions per webhook:")[2]
+    figures = [int(n.replace(",", "")) for n in re.findall(r"\d[\d,]*", said)]
+    total, answering, moving, hash_check, _share = figures
+    assert total == answering + moving and moving > 0
+    per_webhook = {}
+    for line in rest.splitlines()[1:]:
+        count, name = line.split(maxsplit=1)
+        per_webhook[name] = int(count.replace(",", ""))
+    assert list(per_webhook) == ["0:incoming", "1:key 1", "2:ID", "3:PIN", "4:key 1", "5:key 1",
+                                 "6:status"]  # fmt: skip
+    assert abs(sum(per_webhook.values()) - 7 * answering) <= 7
+    assert per_webhook["3:PIN"] > hash_check > 1_000_000  # scrypt's 1 MiB is millions
+    assert all(0 < count < hash_check for name, count in per_webhook.items() if name != "3:PIN")

@@ -1,7 +1,7 @@
 """Where a webhook's CPU goes: benchmark calls through the hotline in this one process.
 
     .venv/bin/python bench/hotpath.py [--calls 300] [--top 40] [--sort tottime|cumulative]
-    .venv/bin/python bench/hotpath.py --instructions [--calls 30]
+    .venv/bin/python bench/hotpath.py --instructions [--calls 10]
 
 No HTTP and no gunicorn: the hotline (`ivr.create_app`, an embedded Redis and SQLite in a
 temporary folder, the test accounts) answers the benchmark's whole calls (bench/calls.py's
@@ -152,7 +152,7 @@ def main() -> int:
     parser.add_argument("--sort", default="tottime", help="pstats order (default tottime)")
     parser.add_argument("--instructions", action="store_true",
                         help="count the hotline's machine instructions per webhook instead, "
-                             "under valgrind's callgrind (--calls 30 is plenty)")  # fmt: skip
+                             "under valgrind's callgrind (--calls 10: 2 minutes)")  # fmt: skip
     opts = parser.parse_args()
     if opts.instructions:
         if os.environ.get(_UNDER_CALLGRIND) is None:
@@ -200,8 +200,8 @@ def main() -> int:
 # ---- instructions (--instructions) ------------------------------------------------------------
 #
 # Machine instructions do not drift with the machine as CPU seconds do (this hardware's CPU time
-# per webhook moved by a fifth within an hour, and by half between two days): the same code
-# and inputs count within a fraction of a per cent of the same figure, whatever else runs. So a
+# per webhook moved by a fifth within an hour, and by half from one session's machine to the
+# next): the same code and inputs count within 0.1 % of the same figure, whatever else runs. So a
 # change of a few per cent to the hot path shows here at once, where bench/calls.py would need
 # many alternating runs. What is counted: the hotline's WSGI app from the call to its answer,
 # and the call-log mover's batches (moved every MOVE_EVERY calls, about as many as a mover finds

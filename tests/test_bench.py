@@ -89,7 +89,7 @@ def test_hotpath_py_counts_each_webhooks_instructions_and_the_hash_only_in_the_p
     said = head.partition("instructions per webhook:")[2]
     figures = [int(n.replace(",", "")) for n in re.findall(r"\d[\d,]*", said)]
     total, answering, moving, hash_check, _share = figures
-    assert total == answering + moving and moving > 0
+    assert abs(total - answering - moving) <= 1 and moving > 0  # each rounded on its own
     per_webhook = {}
     for line in rest.splitlines()[1:]:
         count, name = line.split(maxsplit=1)

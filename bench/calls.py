@@ -1917,7 +1917,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{load}, gunicorn --workers {opts.workers} --worker-class {opts.worker_class} "
                 f"(gthread: --threads {opts.threads}), Redis {_redacted(backends.redis_url)}, "
                 f"database {_redacted(backends.database.url)}, "
-                f"{length}, {os.cpu_count()} CPUs, code {_code_version()}"
+                f"{length}, {os.cpu_count()} CPUs, code {code_version()}"
             )
             env = backends.env
             if opts.accounts_delay is not None:
@@ -1980,7 +1980,7 @@ def _redacted(url: str) -> str:
     return f"{scheme}{sep}{user}{at}{host}{slash}{path}"
 
 
-def _code_version() -> str:
+def code_version() -> str:
     """The commit measured, and whether the working tree differs from it."""
     git = ["git", "-C", str(ROOT)]
     try:
@@ -2014,7 +2014,7 @@ def _environment(backends: Backends) -> dict[str, Any]:
     ).stdout.strip()
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "code": _code_version(),
+        "code": code_version(),
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),

@@ -42,7 +42,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import sections  # bench/sections.py, beside this file
-from calls import ACCOUNTS, CALL, STATUS_PATH, UNLIMITED  # bench/calls.py, beside this file
+from calls import ACCOUNTS, CALL, STATUS_PATH, UNLIMITED, code_version  # bench/calls.py
 
 from ivr.phone import new_sid, sign
 
@@ -234,7 +234,7 @@ def instructions(calls: int) -> int:
         counts = json.loads((Path(folder) / "counts.json").read_text())
     total = sum(counts["webhooks"].values()) + counts["moving"]
     webhooks = calls * WEBHOOKS
-    print(f"{calls} calls, {webhooks} webhooks (code {_code()}), instructions per webhook: "
+    print(f"{calls} calls, {webhooks} webhooks (code {code_version()}), instructions per webhook: "
           f"{total / webhooks:,.0f} = {sum(counts['webhooks'].values()) / webhooks:,.0f} answering "
           f"+ {counts['moving'] / webhooks:,.0f} moving the call log; the PIN's hash "
           f"{counts['hash']:,.0f} a check, {counts['hash'] / WEBHOOKS:,.0f} per webhook "
@@ -243,12 +243,6 @@ def instructions(calls: int) -> int:
     for name, count in counts["webhooks"].items():
         print(f"{count / calls:14,.0f}  {name}")
     return 0
-
-
-def _code() -> str:
-    done = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True,
-                          text=True, check=False, cwd=Path(__file__).parent)  # fmt: skip
-    return done.stdout.strip() or "?"
 
 
 def _counted_here(calls: int) -> int:

@@ -42,7 +42,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import sections  # bench/sections.py, beside this file
-from calls import ACCOUNTS, CALL, STATUS_PATH, UNLIMITED, code_version  # bench/calls.py
+from calls import (  # bench/calls.py, beside this file
+    ACCOUNTS,
+    CALL,
+    STATUS_PATH,
+    UNLIMITED,
+    WEBHOOK_NAMES,
+    WEBHOOKS_PER_CALL,
+    code_version,
+)  # fmt: skip
 
 from ivr.phone import new_sid, sign
 
@@ -170,7 +178,7 @@ def main() -> int:
                 writer_cpu[0] += time.thread_time() - started
 
         hotline.calllog.write = timed_write
-        n = opts.calls * WEBHOOKS
+        n = opts.calls * WEBHOOKS_PER_CALL
         started, main, writer_cpu[0] = _cpu(), time.thread_time(), 0.0
         for _ in range(opts.calls):
             call()
@@ -212,7 +220,7 @@ def main() -> int:
 _UNDER_CALLGRIND = "HOTPATH_UNDER_CALLGRIND"
 _GATE = "_operator_call"  # operator.call's C function: the one door callgrind counts behind
 MOVE_EVERY = 5
-WEBHOOKS = len(CALL) + 1  # and the status callback
+DUMP_WAIT = 60.0  # seconds callgrind may take to write a dump it was asked for
 
 
 def instructions(calls: int) -> int:
@@ -233,11 +241,11 @@ def instructions(calls: int) -> int:
             raise SystemExit(f"valgrind exited with {done.returncode}")
         counts = json.loads((Path(folder) / "counts.json").read_text())
     total = sum(counts["webhooks"].values()) + counts["moving"]
-    webhooks = calls * WEBHOOKS
+    webhooks = calls * WEBHOOKS_PER_CALL
     print(f"{calls} calls, {webhooks} webhooks (code {code_version()}), instructions per webhook: "
           f"{total / webhooks:,.0f} = {sum(counts['webhooks'].values()) / webhooks:,.0f} answering "
           f"+ {counts['moving'] / webhooks:,.0f} moving the call log; the PIN's hash "
-          f"{counts['hash']:,.0f} a check, {counts['hash'] / WEBHOOKS:,.0f} per webhook "
+          f"{counts['hash']:,.0f} a check, {counts['hash'] / WEBHOOKS_PER_CALL:,.0f} per webhook "
           "(included)")  # fmt: skip
     print(f"{'per webhook':>14}  webhook of the call")
     for name, count in counts["webhooks"].items():
@@ -250,13 +258,12 @@ def _counted_here(calls: int) -> int:
     folder = Path(os.environ[_UNDER_CALLGRIND])
     with hotline_here() as (app, hotline, call):
         hotline.outbox.stop()  # moved below, inside the gate, instead of by its thread
-        names = [f"{i}:{step.name}" for i, step in enumerate(CALL)] + [f"{len(CALL)}:status"]
-        counts: dict[str, Any] = {"webhooks": dict.fromkeys(names, 0)}
+        counts: dict[str, Any] = {"webhooks": dict.fromkeys(WEBHOOK_NAMES, 0)}
         inner, webhook = app.wsgi_app, [0]
 
         def gated(environ: Any, start_response: Any) -> Any:
             answer = operator.call(inner, environ, start_response)
-            counts["webhooks"][names[webhook[0] % WEBHOOKS]] += _dump(folder)
+            counts["webhooks"][WEBHOOK_NAMES[webhook[0] % WEBHOOKS_PER_CALL]] += _dump(folder)
             webhook[0] += 1
             return answer
 
@@ -285,14 +292,21 @@ def _dump(folder: Path) -> int:
     before = set(folder.glob("callgrind.out.*"))
     subprocess.run(["callgrind_control", "--dump", str(os.getpid())], capture_output=True,
                    check=True)  # fmt: skip
+    deadline = time.monotonic() + DUMP_WAIT
     while not (new := set(folder.glob("callgrind.out.*")) - before):
-        time.sleep(0.01)
+        _wait_for_dump(deadline)
     (path,) = new
     while not (text := path.read_text()).rstrip().endswith(tuple("0123456789")) or \
             "totals:" not in text:  # fmt: skip
-        time.sleep(0.01)
+        _wait_for_dump(deadline)
     path.unlink()
     return int(re.search(r"^totals:\s+(\d+)", text, re.M).group(1))  # type: ignore[union-attr]
+
+
+def _wait_for_dump(deadline: float) -> None:
+    if time.monotonic() > deadline:
+        raise SystemExit(f"callgrind wrote no dump within {DUMP_WAIT:g} s of being asked")
+    time.sleep(0.01)
 
 
 if __name__ == "__main__":

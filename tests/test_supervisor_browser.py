@@ -55,9 +55,15 @@ def paced(call: SimCall, keys: str, pause: float) -> SimCall:
     return call.press(keys)
 
 
+def shanghai_today() -> str:
+    """The day in the hotline's time zone (its default), which the dashboard's periods count in."""
+    return datetime.datetime.now(zoneinfo.ZoneInfo("Asia/Shanghai")).date().isoformat()
+
+
 @pytest.fixture(scope="module")
 def made_calls(hotline: Server) -> dict[str, str]:
     """A paced call to replay (real gaps between steps), and quick calls of other outcomes."""
+    day = shanghai_today()  # the dashboard's period starts here: the calls may end after midnight
     sim = Simulator(hotline.url, hotline.token)
     number = caller()
     call = sim.call(from_=number)
@@ -83,7 +89,7 @@ def made_calls(hotline: Server) -> dict[str, str]:
     english.press(ZHANG_KEYS)
     english.press(ZHANG_PIN)
     english.hangup()
-    return {"number": number, "sid": call.phone.sid}
+    return {"number": number, "sid": call.phone.sid, "day": day}
 
 
 @pytest.fixture(scope="module")
@@ -240,23 +246,34 @@ def test_find_replay_and_measure_a_call_in_the_browser(
     assert float(player.get_attribute("data-position") or 0) == pytest.approx(length, abs=0.2)
 
     # the dashboard: figures and five charts drawn by the bundled Chart.js
-    today = datetime.datetime.now(zoneinfo.ZoneInfo("Asia/Shanghai")).date().isoformat()
-    driver.get(f"{base}/dashboard?from={today}&to={today}")
+    driver.get(f"{base}/dashboard?from={made_calls['day']}&to={shanghai_today()}")
     wait_for(
         lambda: len(driver.find_elements(By.CSS_SELECTOR, "canvas[data-rendered=yes]")) == 5,
         what="the charts",
     )
-    drawn = driver.execute_script("""
+    inked = """
         return Array.from(document.querySelectorAll('canvas')).map(function (c) {
             var data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data, n = 0;
             for (var i = 3; i < data.length; i += 4) { if (data[i] > 0) { n++; } }
             return [c.id, n];
-        });""")
+        });"""
+    drawn = driver.execute_script(inked)
     assert all(pixels > 500 for _, pixels in drawn), drawn
     assert int(driver.find_element(By.ID, "m-calls").text) >= 5
     assert "%" in driver.find_element(By.ID, "m-containment").text
     driver.save_screenshot(str(shots / "dashboard.png"))
     assert driver.execute_script("return Object.keys(window.hotlineCharts).length") == 5
+    assert not errors_in_console(driver)
+
+    # a period without calls: still five charts, none of them an empty space
+    driver.get(f"{base}/dashboard?from=2020-01-01&to=2020-01-01")
+    wait_for(
+        lambda: len(driver.find_elements(By.CSS_SELECTOR, "canvas[data-rendered=yes]")) == 5,
+        what="the charts of an empty period",
+    )
+    assert driver.find_element(By.ID, "m-calls").text == "0"
+    drawn = driver.execute_script(inked)
+    assert all(pixels > 500 for _, pixels in drawn), drawn
     assert not errors_in_console(driver)
 
     # the audit trail saw the view and the replay

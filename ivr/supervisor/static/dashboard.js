@@ -21,11 +21,16 @@
     data: { labels: data.hourly.labels, datasets: [{ label: "calls", data: data.hourly.values, backgroundColor: blue }] },
     options: { plugins: { legend: { display: false } }, scales: { y: integer, x: { ticks: { autoSkip: true, maxTicksLimit: 24 } } } }
   });
-  draw("chart-outcomes", {
+  var anyOutcome = data.outcomes.values.some(function (v) { return v > 0; });
+  draw("chart-outcomes", anyOutcome ? {
     type: "doughnut",
     data: { labels: data.outcomes.labels, datasets: [{ data: data.outcomes.values,
       backgroundColor: data.outcomes.keys.map(function (k) { return palette[k] || "#5f6b7a"; }) }] },
     options: { plugins: { legend: { position: "right" } } }
+  } : {  // a period without calls: a grey ring that says so, not an empty space
+    type: "doughnut",
+    data: { labels: ["no calls"], datasets: [{ data: [1], backgroundColor: "#e3e8ee" }] },
+    options: { plugins: { legend: { position: "right" }, tooltip: { enabled: false } } }
   });
   draw("chart-funnel", {
     type: "bar",

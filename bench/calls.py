@@ -309,10 +309,31 @@ def whole_call(
     target: Target, account_sid: str, tally: Tally, hang_up: Callable[[], bool] = lambda: False
 ) -> Generator[Webhook, bytes | None, bool]:
     """One whole call, without the I/O: yields each webhook to post and is sent back its
-    checked answer (None: the webhook failed, which ends the call); returns whether the call
-    completed. The caller hangs up (the status callback comes next) when `hang_up()` is true
-    where it would key; a <Gather action> missing or leading elsewhere is counted in `tally`."""
+    checked answer (None: the webhook failed); returns whether the call completed, every
+    webhook answered. The caller hangs up when `hang_up()` is true where it would key; a
+    failed webhook, or a <Gather action> missing or leading elsewhere (counted in `tally`),
+    ends the call as Twilio ends it. The status callback follows in every case, as Twilio's
+    does: the hotline's state for the call is let go of then, not kept until it expires."""
     params = call_params(account_sid, new_sid("CA"))
+    keyed = yield from _steps(target, params, tally, hang_up)
+    status = params | {
+        "CallStatus": "completed",
+        "CallbackSource": "call-progress-events",
+        "SequenceNumber": "0",
+        "Timestamp": format_datetime(datetime.now(UTC)),
+        "CallDuration": "95",
+        "Duration": "2",
+    }
+    if (yield Webhook(len(CALL), target.origin + STATUS_PATH, status)) is None or not keyed:
+        return False
+    tally.call_ends.append(time.monotonic())
+    return True
+
+
+def _steps(
+    target: Target, params: dict[str, str], tally: Tally, hang_up: Callable[[], bool]
+) -> Generator[Webhook, bytes | None, bool]:
+    """The call's webhooks before its status callback (whole_call); False once one fails."""
     url = target.origin + webhook_path(0)
     for i, step in enumerate(CALL[: target.steps]):
         if i and hang_up():
@@ -331,17 +352,6 @@ def whole_call(
         if not url.startswith(target.origin + "/"):
             tally.fail(f"webhook {i}: the action leads off the server: {url}")
             return False
-    status = params | {
-        "CallStatus": "completed",
-        "CallbackSource": "call-progress-events",
-        "SequenceNumber": "0",
-        "Timestamp": format_datetime(datetime.now(UTC)),
-        "CallDuration": "95",
-        "Duration": "2",
-    }
-    if (yield Webhook(len(CALL), target.origin + STATUS_PATH, status)) is None:
-        return False
-    tally.call_ends.append(time.monotonic())
     return True
 
 

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,3 +100,42 @@ def test_hotpath_py_counts_each_webhooks_instructions_and_the_hash_only_in_the_p
     assert abs(sum(per_webhook.values()) - 7 * answering) <= 7
     assert per_webhook["3:PIN"] > hash_check > 1_000_000  # scrypt's 1 MiB is millions
     assert all(0 < count < hash_check for name, count in per_webhook.items() if name != "3:PIN")
+
+
+def _drive(plan: Any, answers: dict[int, bytes | None]) -> tuple[list[Any], bool]:
+    """Run bench/calls.py's whole_call by hand: each webhook gets answers[index] (a right answer
+    when missing); the webhooks it posted and what it returned."""
+    posted, answer = [], None
+    try:
+        while True:
+            webhook = plan.send(answer)
+            posted.append(webhook)
+            answer = answers.get(webhook.index, b'<Gather action="/voice/in/%d">' % (len(posted)))
+    except StopIteration as done:
+        return posted, bool(done.value)
+
+
+def test_a_benchmark_call_cut_short_by_a_failure_still_sends_its_status_callback() -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import calls
+    finally:
+        sys.path.remove(str(BENCH))
+    target = calls.hotline_target("http://127.0.0.1:1")
+    tally = calls.Tally()
+    posted, completed = _drive(calls.whole_call(target, "AC1", tally), {})
+    assert completed and len(tally.call_ends) == 1
+    assert [w.index for w in posted] == list(range(calls.WEBHOOKS_PER_CALL))
+
+    tally = calls.Tally()
+    posted, completed = _drive(calls.whole_call(target, "AC1", tally), {2: None})  # ID failed
+    assert not completed and not tally.call_ends  # not a completed call
+    assert [w.index for w in posted] == [0, 1, 2, len(calls.CALL)]  # but Twilio hangs up: status
+    status = posted[-1]
+    assert status.url.endswith(calls.STATUS_PATH) and status.form["CallStatus"] == "completed"
+    assert status.form["CallSid"] == posted[0].form["CallSid"]  # the same call's
+
+    tally = calls.Tally()
+    posted, completed = _drive(calls.whole_call(target, "AC1", tally), {1: b"<Response/>"})
+    assert not completed and tally.failures == 1  # no <Gather action>: counted
+    assert [w.index for w in posted] == [0, 1, len(calls.CALL)]

@@ -6,7 +6,7 @@
   var data = JSON.parse(source.textContent);
   var blue = "#0b5cad", orange = "#d98300", red = "#b3261e", green = "#1d7a46";
   var palette = { self_service: green, transferred: blue, abandoned: orange, failed_auth: red,
-                  locked: "#7a1b15", not_connected: "#8a96a3", in_progress: "#c7cfd9" };
+                  locked: "#7a1b15", not_connected: "#8a96a3", in_progress: "#c7cfd9", none: "#e3e8ee" };
   Chart.defaults.animation = false;
   Chart.defaults.maintainAspectRatio = false;
   Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
@@ -21,16 +21,14 @@
     data: { labels: data.hourly.labels, datasets: [{ label: "calls", data: data.hourly.values, backgroundColor: blue }] },
     options: { plugins: { legend: { display: false } }, scales: { y: integer, x: { ticks: { autoSkip: true, maxTicksLimit: 24 } } } }
   });
-  var anyOutcome = data.outcomes.values.some(function (v) { return v > 0; });
-  draw("chart-outcomes", anyOutcome ? {
+  var called = data.outcomes.values.some(function (v) { return v > 0; });
+  // a period without calls: a grey ring that says so, not an empty space
+  var outcomes = called ? data.outcomes : { labels: ["no calls"], values: [1], keys: ["none"] };
+  draw("chart-outcomes", {
     type: "doughnut",
-    data: { labels: data.outcomes.labels, datasets: [{ data: data.outcomes.values,
-      backgroundColor: data.outcomes.keys.map(function (k) { return palette[k] || "#5f6b7a"; }) }] },
-    options: { plugins: { legend: { position: "right" } } }
-  } : {  // a period without calls: a grey ring that says so, not an empty space
-    type: "doughnut",
-    data: { labels: ["no calls"], datasets: [{ data: [1], backgroundColor: "#e3e8ee" }] },
-    options: { plugins: { legend: { position: "right" }, tooltip: { enabled: false } } }
+    data: { labels: outcomes.labels, datasets: [{ data: outcomes.values,
+      backgroundColor: outcomes.keys.map(function (k) { return palette[k] || "#5f6b7a"; }) }] },
+    options: { plugins: { legend: { position: "right" }, tooltip: { enabled: called } } }
   });
   draw("chart-funnel", {
     type: "bar",

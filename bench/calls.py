@@ -1071,7 +1071,8 @@ def inside_times(folder: Path | None, start: float, end: float) -> dict[str, dic
 def _describe_inside(times: Mapping[str, Mapping[str, float]]) -> None:
     webhooks = sum(t["count"] for label, t in times.items() if label.startswith("webhook ")) or 1
     print("    inside the workers (--inside), ms: wall p50/p99/mean, CPU of its thread "
-          "p50/p99/mean, how many per webhook")  # fmt: skip
+          "p50/p99/mean (a gevent worker's one thread: the other greenlets' CPU meanwhile "
+          "counts too), how many per webhook")  # fmt: skip
     for label, t in times.items():
         print(f"      {t['wall p50']:6.2f} {t['wall p99']:7.2f} {t['wall mean']:6.2f} | "
               f"{t['cpu p50']:5.2f} {t['cpu p99']:5.2f} {t['cpu mean']:5.2f} | "

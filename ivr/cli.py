@@ -77,7 +77,7 @@ def main() -> None:
 @click.option("--workers", default=2, show_default=True, type=int, help="gunicorn workers.")
 @click.option("--threads", type=int, help="Threads per worker  [default: ivr/gunicorn_conf.py's]")
 @click.option("--worker-class", type=click.Choice(["gthread", "sync", "gevent"]),
-              help="gunicorn worker class  [default: gthread]")  # fmt: skip
+              help="gunicorn worker class  [default: gevent]")  # fmt: skip
 @click.option("--demo", "with_demo", is_flag=True, help="Load the demo accounts first.")
 @click.option("--dev", is_flag=True, help="Development mode: sign webhooks with a local token.")
 def serve(
@@ -85,7 +85,7 @@ def serve(
     with_demo: bool, dev: bool,
 ) -> None:  # fmt: skip
     """Run the hotline with gunicorn (embedded Redis and SQLite unless configured), with the
-    settings in ivr/gunicorn_conf.py (threaded workers)."""
+    settings in ivr/gunicorn_conf.py (gevent workers)."""
     if dev:
         os.environ["IVR_DEV_MODE"] = "1"
     settings = _settings()

@@ -2,20 +2,28 @@
 
     gunicorn -c python:ivr.gunicorn_conf --bind 0.0.0.0:8000 'ivr:create_app()'
 
-Threaded workers (gthread), chosen by measurement (docs/scaling.md): a webhook that waits for
-the account service holds a thread, not the whole worker, so the webhooks that do not call it
-go on being answered; sync workers stall behind a slow service, and gevent answered the
-others no faster while it needs every library monkey-patched. Command-line options
-(`--workers`, `--threads`, `--worker-class`) and GUNICORN_CMD_ARGS override these; the number
-of workers is gunicorn's own default, WEB_CONCURRENCY (one or two per core).
+gevent workers, chosen by measurement (docs/scaling.md): one loop per worker answers
+webhooks, and a webhook that waits (for Redis, the account service, PostgreSQL) lets the
+others go on. Against 16 threads a worker they cost a fifth less CPU per webhook and held
+3,000 calls at a p99 of 25 ms, where threads lost a third of the machine to handing the GIL
+and the CPU from thread to thread. What would hold the loop runs in gevent's native threads
+instead: the PIN's hash (services/accounts/security.py). Command-line options
+(`--workers`, `--worker-class gthread --threads 16`) and GUNICORN_CMD_ARGS override these;
+the number of workers is gunicorn's own default, WEB_CONCURRENCY (one or two per core).
 """
 
 import gc
+import sys
 
-worker_class = "gthread"
-threads = 16  # per worker: webhooks in flight while others wait on the account service
+worker_class = "gevent"
+worker_connections = 1000  # per gevent worker: connections (webhooks in flight) at once
+threads = 16  # per worker, for `--worker-class gthread`: webhooks in flight at once
 timeout = 30  # seconds a worker may be silent before gunicorn replaces it
 keepalive = 5  # seconds an idle client connection (a load balancer's) is kept open
+
+# How long the loop's thread keeps the GIL when a native thread (a PIN's hash ending) wants
+# it: Python's 5 ms made a hash wait up to twice that for the GIL, before and after it ran.
+GEVENT_SWITCH_INTERVAL = 0.0005
 
 
 def post_worker_init(worker: object) -> None:
@@ -23,5 +31,9 @@ def post_worker_init(worker: object) -> None:
     SQLAlchemy's tables and statement caches, phonenumbers' metadata...) is moved out of the
     garbage collector's way. Otherwise every full collection scans all of it again, with the
     GIL held: 60-130 ms every few seconds per worker at 3,000 held calls, against 4-40 ms
-    frozen (docs/scaling.md)."""
+    frozen (docs/scaling.md). In a gevent worker, the loop's thread also hands the GIL over
+    sooner (GEVENT_SWITCH_INTERVAL)."""
     gc.freeze()
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("threading"):
+        sys.setswitchinterval(GEVENT_SWITCH_INTERVAL)

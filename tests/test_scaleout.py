@@ -268,3 +268,27 @@ app.extensions["ivr"].outbox.stop()
     before, after = map(int, done.stdout.split())
     assert before > 50_000  # the app, its libraries and their tables
     assert after < before / 20  # what a full collection still scans
+
+
+def test_a_production_worker_is_a_gevent_worker_whose_loop_hands_the_gil_over_soon() -> None:
+    """Production runs gevent workers (ivr/gunicorn_conf.py). In one, a PIN's hash ends in a
+    native thread that needs the GIL back from the loop: the loop lets go of it within 0.5 ms,
+    not Python's 5. Anywhere else (a gthread worker, a script) the interval stays Python's."""
+    import subprocess
+    import sys
+
+    script = """
+import sys
+if sys.argv[1] == "gevent":
+    from gevent import monkey; monkey.patch_all()
+from ivr import gunicorn_conf
+gunicorn_conf.post_worker_init(None)
+print(gunicorn_conf.worker_class, sys.getswitchinterval())
+"""
+
+    def worker(kind: str) -> list[str]:
+        return subprocess.run([sys.executable, "-c", script, kind], capture_output=True,
+                              text=True, timeout=60, check=True).stdout.split()  # fmt: skip
+
+    assert worker("gevent") == ["gevent", "0.0005"]
+    assert worker("gthread") == ["gevent", "0.005"]

@@ -15,6 +15,8 @@ the number of workers is gunicorn's own default, WEB_CONCURRENCY (one or two per
 import gc
 import sys
 
+from services.offload import in_gevents_loop
+
 worker_class = "gevent"
 worker_connections = 1000  # per gevent worker: connections (webhooks in flight) at once
 threads = 16  # per worker, for `--worker-class gthread`: webhooks in flight at once
@@ -34,6 +36,5 @@ def post_worker_init(worker: object) -> None:
     frozen (docs/scaling.md). In a gevent worker, the loop's thread also hands the GIL over
     sooner (GEVENT_SWITCH_INTERVAL)."""
     gc.freeze()
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is not None and monkey.is_module_patched("threading"):
+    if in_gevents_loop():
         sys.setswitchinterval(GEVENT_SWITCH_INTERVAL)

@@ -15,7 +15,9 @@ worker and machine, so a call's writes reach the database in the order its webho
 answered, whichever worker answered each.
 
 Every worker runs a mover thread; one holds the lease and moves, the others try for it every
-second, so a mover killed with its worker is replaced within LEASE seconds. Readers that must
+second, so a mover killed with its worker is replaced within LEASE seconds. In a gevent
+worker the mover is a greenlet, and its transactions run in a native thread (`off_loop`):
+the worker's webhooks are answered while SQLite writes. Readers that must
 see every call up to now (the console, `ivr calls`) call `catch_up` first.
 
 The stream's key is named by the database (a name kept in its `call_log_outbox` row), so
@@ -39,6 +41,8 @@ from typing import Any
 
 import redis
 import sqlalchemy as sa
+
+from services.offload import off_loop
 
 from .calllog import (
     Appended,
@@ -261,7 +265,8 @@ class Outbox:
                 last = entries[-1][0]
                 writes = [write for _, payload in entries for write in decode(payload)]
                 try:
-                    done = self.calllog.write(writes, moved=(self._stream, self._moved, last))
+                    done = off_loop(self.calllog.write, writes,
+                                    moved=(self._stream, self._moved, last))
                 except Moved:  # another mover had the lease meanwhile: start from its place
                     self._moved = ""
                     return 0

@@ -1,1 +1,1 @@
-"""Services the hotline talks to."""
+"""Services the hotline talks to, and what they share with it (`offload`)."""

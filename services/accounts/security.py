@@ -13,12 +13,12 @@ import functools
 import hashlib
 import hmac
 import secrets
-import sys
 import time
 from collections.abc import Callable
-from typing import Any
 
 from nacl.bindings import crypto_pwhash_scryptsalsa208sha256_ll
+
+from ..offload import off_loop
 
 _SCHEME = "s1"
 _DUMMY = f"{_SCHEME}${'00' * 16}${'00' * 32}"  # parses like a real hash, matches no PIN
@@ -56,26 +56,8 @@ def fastest() -> str:
 
 
 def _derive(pepper: str, pin: str, salt: bytes) -> bytes:
-    scrypt, args = IMPLEMENTATIONS[fastest()], (pin.encode(), pepper.encode() + salt)
-    if _in_gevents_loop():
-        hashed: bytes = _gevent_threadpool().apply(scrypt, args)
-        return hashed
-    return scrypt(*args)
-
-
-def _in_gevents_loop() -> bool:
-    """Whether this process runs gevent's loop in place of threads (gunicorn's gevent workers,
-    the hotline's default). There a hash computed in place would hold every request of the
-    worker for its 1.5 ms; in one of gevent's native threads it holds none, as both scrypts
-    let go of the GIL while they run, so the loop goes on answering the others meanwhile."""
-    monkey = sys.modules.get("gevent.monkey")
-    return monkey is not None and bool(monkey.is_module_patched("threading"))
-
-
-def _gevent_threadpool() -> Any:
-    import gevent  # only reached where gevent is already running
-
-    return gevent.get_hub().threadpool
+    # off gevent's loop: the worker's other webhooks are answered during the hash's 1.5 ms
+    return off_loop(IMPLEMENTATIONS[fastest()], pin.encode(), pepper.encode() + salt)
 
 
 def hash_pin(pepper: str, pin: str) -> str:

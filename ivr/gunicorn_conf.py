@@ -2,12 +2,13 @@
 
     gunicorn -c python:ivr.gunicorn_conf --bind 0.0.0.0:8000 'ivr:create_app()'
 
-gevent workers, chosen by measurement (docs/scaling.md): one loop per worker answers
+gevent workers, chosen by measurement (docs/scaling.md): one loop per worker answers its
 webhooks, and a webhook that waits (for Redis, the account service, PostgreSQL) lets the
-others go on. Against 16 threads a worker they cost a fifth less CPU per webhook and held
-3,000 calls at a p99 of 25 ms, where threads lost a third of the machine to handing the GIL
-and the CPU from thread to thread. What would hold the loop runs in gevent's native threads
-instead: the PIN's hash (services/accounts/security.py). Command-line options
+others go on. Against 16 threads a worker they cost a fifth less CPU per webhook (0.90-1.05
+ms against 1.08-1.47) and held 3,000 calls for 5 minutes at a p99 of 22-28 ms, where threads
+spent 15 % of their CPU switching from thread to thread and queued (p99 66 ms over 60 s).
+What would hold the loop runs in gevent's native threads instead (services/offload.py): the
+PIN's hash and the call-log mover's transactions. Command-line options
 (`--workers`, `--worker-class gthread --threads 16`) and GUNICORN_CMD_ARGS override these;
 the number of workers is gunicorn's own default, WEB_CONCURRENCY (one or two per core).
 """

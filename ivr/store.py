@@ -562,7 +562,8 @@ def _send(client: Any, command: _Command) -> Any:
 
 class Lane:
     """Round trips on one redis-py connection per thread, taken from the client's pool on the
-    thread's first trip and given back when the thread ends.
+    thread's first trip and given back when the thread ends (in a gevent worker, per greenlet:
+    `threading.local` is gevent's there, and a greenlet answers one client connection).
 
     redis-py's Connection still connects (AUTH, HELLO, SELECT, TLS, timeouts, the master that
     Sentinel names), checks an idle connection's health, reads replies with hiredis and raises

@@ -3,14 +3,19 @@ the hotline's default: ivr/gunicorn_conf.py).
 
 A gevent worker answers all its webhooks in one thread, switching between them whenever one
 waits on a socket. A C call that holds that thread for milliseconds (a PIN's scrypt, a call-log
-transaction in SQLite with its file lock) holds every webhook of the worker with it. `off_loop`
-runs such a call in one of gevent's native threads instead, and the loop answers the others
-meanwhile: scrypt and SQLite both let go of the GIL while they work. Anywhere else (threaded
-workers, scripts, tests) it calls in place.
+transaction in SQLite with its file lock, a supervisor's dashboard over a day of calls) holds
+every webhook of the worker with it. `off_loop` runs such a call in one of gevent's native
+threads instead, and the loop answers the others meanwhile: scrypt and SQLite both let go of
+the GIL while they work. Anywhere else (threaded workers, scripts, tests) it calls in place.
+
+What runs off the loop must not use a socket the loop made (a gevent socket waits on its own
+thread's loop): a database connection is fine (SQLite has none, psycopg waits on its file
+descriptor wherever it runs), Redis is not.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
@@ -35,3 +40,14 @@ def off_loop(call: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
 
     result: _T = gevent.get_hub().threadpool.apply(call, args, kwargs)
     return result
+
+
+def off_the_loop(method: Callable[_P, _T]) -> Callable[_P, _T]:
+    """`method`, always called through `off_loop`: for database reads that may run long (the
+    supervisor console's lists and dashboard over a busy day)."""
+
+    @functools.wraps(method)
+    def call(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        return off_loop(method, *args, **kwargs)
+
+    return call

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from services.accounts.models import UtcDateTime
+from services.offload import off_the_loop
 
 metadata = sa.MetaData()
 
@@ -80,6 +81,7 @@ class AuditTrail:
         with self.engine.begin() as conn:
             conn.execute(audit.insert().values(**row))
 
+    @off_the_loop
     def page(
         self,
         *,

@@ -15,6 +15,8 @@ from typing import Protocol
 
 import sqlalchemy as sa
 
+from services.offload import off_the_loop
+
 from ..callbacks import Callbacks, callback_requests
 
 
@@ -102,6 +104,7 @@ class StoredCallbacks:
         self.engine = engine
         self.callbacks = Callbacks(engine)
 
+    @off_the_loop
     def requests(
         self, *, done: bool | None, limit: int, offset: int
     ) -> tuple[list[CallbackRequest], int]:

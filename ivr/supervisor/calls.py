@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import phonenumbers
 import sqlalchemy as sa
 
+from services.offload import off_the_loop
+
 from ..calllog import calls, mask_number
 from . import outcomes
 
@@ -148,6 +150,7 @@ class CallFinder:
             caller_given=bool(caller or keys),
         ), problems
 
+    @off_the_loop
     def page(self, flt: CallFilter, page: int = 1, size: int = PAGE_SIZE) -> CallPage:
         """The calls matching `flt`, newest first, page `page` (from 1)."""
         page = max(1, page)
@@ -175,6 +178,7 @@ class CallFinder:
             found = conn.execute(query).mappings().first()
         return None if found is None else _row(found)
 
+    @off_the_loop
     def choices(self) -> dict[str, list[str]]:
         """The values the list can be filtered by that occur in the log: nodes, languages."""
         with self.engine.connect() as conn:

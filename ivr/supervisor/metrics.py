@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from services.offload import off_the_loop
+
 from ..calllog import calls, events
 from . import outcomes
 from .calls import Period
@@ -134,6 +136,7 @@ class Metrics:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
 
+    @off_the_loop
     def dashboard(self, period: Period) -> Dashboard:
         """The dashboard for `period`."""
         in_period = period.where()

@@ -70,12 +70,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# gunicorn as production runs it (the Procfile, `ivr serve`).
+DEPLOYED_SETTINGS = ("--config", "python:ivr.gunicorn_conf")
+
+
 @contextmanager
 def serve(
     folder: Path, redis_url: str, database_url: str, *, workers: int = 2,
     extra_env: Mapping[str, str] | None = None, healthy: bool = True, options: Sequence[str] = (),
 ) -> Iterator[Server]:  # fmt: skip
-    """Start gunicorn with the hotline on a free port; stop it afterwards.
+    """Start gunicorn with the hotline on a free port, with the settings it is deployed with
+(ivr/gunicorn_conf.py: gevent workers, as `ivr serve` and the Procfile run it); stop it
+afterwards.
 
     `healthy=False`: up once /healthz answers, 503 "degraded" included (for a hotline started
     with Redis or the database out of reach on purpose)."""
@@ -95,7 +101,7 @@ def serve(
     assert imported.returncode == 0, imported.stderr
     log = folder / "server.log"
     with gunicorn("ivr:create_app()", env, log, workers=workers, healthy=healthy,
-                  options=options) as (url, process):  # fmt: skip
+                  options=(*DEPLOYED_SETTINGS, *options)) as (url, process):  # fmt: skip
         yield Server(url, TOKEN, env, log, process)
 
 

@@ -7,7 +7,8 @@
 
 The flows are test_calls.py's own test functions, collected here a second time, so that they
 run against these servers (this module's `hotline` and `sim`) and cannot drift apart. The
-servers run with the production gunicorn settings (ivr/gunicorn_conf.py: threaded workers).
+servers run with the production gunicorn settings (ivr/gunicorn_conf.py: gevent workers), as
+every test's hotline server does (tests/hotline_server.py).
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ from twilio_sim import Simulator
 
 PUBLIC = "http://hotline.example"  # the balancer's address: what Twilio calls and signs
 SHARED = {"IVR_AGENT_QUEUE": "agents", "SECRET_KEY": "scale-out-test-secret-key"}
-PRODUCTION = ("--config", "python:ivr.gunicorn_conf")
 
 
 class Balancer(requests.Session):
@@ -101,7 +101,7 @@ def topology(
         servers = []
         for i in range(2 if name == "two instances" else 1):  # each its own instance folder
             (folder / f"web{i}").mkdir()
-            web = serve(folder / f"web{i}", redis_url, database, extra_env=env, options=PRODUCTION)
+            web = serve(folder / f"web{i}", redis_url, database, extra_env=env)
             servers.append(stack.enter_context(web))
         yield Topology(name, servers, redis_url, ports)
 

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 import sqlalchemy as sa
+from gevent_worker import ticks_during
 
 from ivr import outbox as outbox_module
 from ivr import store as store_module
@@ -286,55 +287,34 @@ def test_an_outbox_the_database_does_not_take_says_how_full_it_grows(
         redis_client.delete(box._key, f"{box._key}:id", f"{box._key}:mover")
 
 
-# A gevent worker (gunicorn's, the hotline's default) in a process of its own: monkey-patching
-# this one would change every other test. A ticker stands for the worker's webhooks.
-MOVER_IN_A_GEVENT_WORKER = """
-from gevent import monkey; monkey.patch_all()
-import datetime, sys, uuid
-import gevent
-from ivr import gunicorn_conf, store
-from ivr.calllog import CallLog, Entry, Opened
-from ivr.outbox import Outbox
-from services.accounts.db import make_engine
-redis_url, database_url = sys.argv[1:]
-log = CallLog(make_engine(database_url), caller_key=lambda number: "key:" + number[-4:])
-log.create_schema()
-gunicorn_conf.post_worker_init(None)  # as gunicorn calls it in a worker that is ready
-box = Outbox(store.Store(store.connect(redis_url, 1.0)), log, lambda number: "key:" + number[-4:])
-t0 = datetime.datetime(2026, 12, 6, 2, 0, tzinfo=datetime.UTC)
-keys = tuple(Entry(t0, "key", {"key": str(i % 10)}) for i in range(20))
-sids = ["CA" + uuid.uuid4().hex for _ in range(300)]
-for sid in sids:
-    box.put([Opened(sid, "+8613800138000", t0, keys, "cmn-CN")])
-ticks = 0
-def ticker():
-    global ticks
-    while True:
-        ticks += 1
-        gevent.sleep(0.0002)
-gevent.spawn(ticker)
-gevent.sleep(0.01)
-before = ticks
-moved = box.move()
-during = ticks - before
-print(moved, during, sum(len(log.get(sid).timeline) for sid in sids))
-box.stop()
-"""
-
-
 def test_in_a_gevent_worker_the_webhooks_go_on_while_the_mover_writes(
     redis_url: str, database_url: str
 ) -> None:
     """The mover's transaction runs in one of gevent's native threads: the worker's webhooks
     are answered while the database writes (here some 6,000 rows), not after. In the loop's
     thread, only the mover's few Redis round trips would let the ticker in."""
-    import subprocess
-    import sys
-
-    done = subprocess.run(
-        [sys.executable, "-c", MOVER_IN_A_GEVENT_WORKER, redis_url, database_url],
-        capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
-    moved, during, rows = map(int, done.stdout.split())
-    assert moved == 300 and rows == 300 * 21  # every call's start and 20 keys, once
-    assert during >= 15, f"the loop ran {during} times while 300 calls' entries were moved"
+    _, (during, moved, rows) = ticks_during("""
+        import datetime, uuid
+        from ivr import store
+        from ivr.calllog import CallLog, Entry, Opened
+        from ivr.outbox import Outbox
+        from services.accounts.db import make_engine
+        redis_url, database_url = sys.argv[1:]
+        log = CallLog(make_engine(database_url), caller_key=lambda number: "k" + number[-4:])
+        log.create_schema()
+        client = store.Store(store.connect(redis_url, 1.0))
+        box = Outbox(client, log, lambda number: "k" + number[-4:])
+        t0 = datetime.datetime(2026, 12, 6, 2, 0, tzinfo=datetime.UTC)
+        keys = tuple(Entry(t0, "key", {"key": str(i % 10)}) for i in range(20))
+        sids = ["CA" + uuid.uuid4().hex for _ in range(300)]
+        for sid in sids:
+            box.put([Opened(sid, "+8613800138000", t0, keys, "cmn-CN")])
+        def work():
+            before = ticks
+            moved = box.move()
+            during = ticks - before
+            box.stop()
+            return during, moved, sum(len(log.get(sid).timeline) for sid in sids)
+    """, redis_url, database_url)
+    assert int(moved) == 300 and int(rows) == 300 * 21  # every call's start and 20 keys, once
+    assert int(during) >= 15, f"the loop ran {during} times while 300 calls' entries were moved"

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 from flask import Flask
 from flask.testing import FlaskClient
+from gevent_worker import ticks_during
 
 from ivr import create_app
 from ivr.calllog import Entry
@@ -541,62 +542,59 @@ def test_the_audit_page_filters_by_supervisor_and_action(
     assert f">{user}<" in both.text and f">{other}<" in both.text
 
 
-# A gevent worker (gunicorn's, the hotline's default) in a process of its own: monkey-patching
-# this one would change every other test. A ticker stands for the worker's webhooks.
-DASHBOARD_IN_A_GEVENT_WORKER = """
-from gevent import monkey; monkey.patch_all()
-import datetime, sys, uuid, zoneinfo
-import gevent
-from ivr import gunicorn_conf
-from ivr.calllog import CallLog, Appended, Ended, Entry, Opened
-from ivr.supervisor.calls import CallFinder, Period
-from ivr.supervisor.metrics import Metrics
-from services.accounts.db import make_engine
-engine = make_engine(sys.argv[1])
-log = CallLog(engine, caller_key=lambda number: "key:" + number[-4:])
-log.create_schema()
-now = datetime.datetime.now(datetime.UTC)
-for batch in range(8):
-    writes = []
-    for i in range(500):
-        sid, at = "CA" + uuid.uuid4().hex, now - datetime.timedelta(seconds=batch * 500 + i)
-        writes += [Opened(sid, "+8613800138000", at, (Entry(at, "prompt", {"key": "welcome"}),),
-                          "cmn-CN", "key:8000"),
-                   Appended(sid, tuple(Entry(at, "key", {"key": "1"}) for _ in range(6))),
-                   Ended(sid, "completed", 30, at + datetime.timedelta(seconds=30))]
-    log.write(writes)
-gunicorn_conf.post_worker_init(None)  # as gunicorn calls it in a worker that is ready
-ticks = 0
-def ticker():
-    global ticks
-    while True:
-        ticks += 1
-        gevent.sleep(0.0002)
-gevent.spawn(ticker)
-gevent.sleep(0.01)
-zone = zoneinfo.ZoneInfo("Asia/Shanghai")
-today = datetime.datetime.now(zone).date()
-before = ticks
-board = Metrics(engine).dashboard(Period(today - datetime.timedelta(days=1), today, zone))
-finder = CallFinder(engine, lambda number: "key:" + number[-4:], zone)
-page = finder.page(finder.filter({})[0])
-print(board.total, page.total, ticks - before)
-"""
-
-
 def test_in_a_gevent_worker_the_webhooks_go_on_while_a_supervisor_reads_the_dashboard(
     database_url: str,
 ) -> None:
     """The console's long reads (the dashboard, the call list) run in one of gevent's native
     threads: a supervisor looking at a busy day does not hold the webhooks of the worker that
     answers them. In the loop's thread the ticker would not run at all meanwhile."""
-    import subprocess
-    import sys
-
-    done = subprocess.run(
-        [sys.executable, "-c", DASHBOARD_IN_A_GEVENT_WORKER, database_url],
-        capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
-    total, listed, during = map(int, done.stdout.split())
-    assert total == listed == 4000
+    during, (total, listed) = ticks_during("""
+        import datetime, uuid, zoneinfo
+        from ivr.calllog import CallLog, Appended, Ended, Entry, Opened
+        from ivr.supervisor.calls import CallFinder, Period
+        from ivr.supervisor.metrics import Metrics
+        from services.accounts.db import make_engine
+        engine = make_engine(sys.argv[1])
+        log = CallLog(engine, caller_key=lambda number: "key:" + number[-4:])
+        log.create_schema()
+        now = datetime.datetime.now(datetime.UTC)
+        for batch in range(8):
+            writes = []
+            for i in range(500):
+                sid = "CA" + uuid.uuid4().hex
+                at = now - datetime.timedelta(seconds=batch * 500 + i)
+                writes += [Opened(sid, "+8613800138000", at, (Entry(at, "prompt", {}),),
+                                  "cmn-CN", "key:8000"),
+                           Appended(sid, tuple(Entry(at, "key", {"key": "1"}) for _ in range(6))),
+                           Ended(sid, "completed", 30, at + datetime.timedelta(seconds=30))]
+            log.write(writes)
+        zone = zoneinfo.ZoneInfo("Asia/Shanghai")
+        today = datetime.datetime.now(zone).date()
+        finder = CallFinder(engine, lambda number: "key:" + number[-4:], zone)
+        def work():
+            board = Metrics(engine).dashboard(Period(today - datetime.timedelta(days=1), today,
+                                                     zone))
+            return board.total, finder.page(finder.filter({})[0]).total
+    """, database_url)
+    assert int(total) == int(listed) == 4000
     assert during >= 10, f"the loop ran {during} times while the dashboard was read"
+
+
+def test_in_a_gevent_worker_the_webhooks_go_on_while_a_supervisor_signs_in(
+    database_url: str,
+) -> None:
+    """Checking a supervisor's password (werkzeug's scrypt, some 75 ms) runs off the loop too:
+    a sign-in does not hold the worker's webhooks. In the loop's thread only the two short
+    reads and the write around the hash would let the ticker in."""
+    during, (signed_in, refused) = ticks_during("""
+        from ivr.supervisor.accounts import SupervisorAccounts
+        from services.accounts.db import make_engine
+        accounts = SupervisorAccounts(make_engine(sys.argv[1]))
+        accounts.create_schema()
+        accounts.add("amy", "a long enough secret")
+        def work():
+            return (accounts.authenticate("amy", "a long enough secret") is not None,
+                    accounts.authenticate("amy", "not the secret") is None)
+    """, database_url)
+    assert signed_in == refused == "True"
+    assert during >= 20, f"the loop ran {during} times while two passwords were checked"

@@ -75,7 +75,8 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
 @click.option("--workers", default=2, show_default=True, type=int, help="gunicorn workers.")
-@click.option("--threads", type=int, help="Threads per worker  [default: ivr/gunicorn_conf.py's]")
+@click.option("--threads", type=int,
+              help="Threads per worker, with --worker-class gthread  [default: 16]")  # fmt: skip
 @click.option("--worker-class", type=click.Choice(["gthread", "sync", "gevent"]),
               help="gunicorn worker class  [default: gevent]")  # fmt: skip
 @click.option("--demo", "with_demo", is_flag=True, help="Load the demo accounts first.")

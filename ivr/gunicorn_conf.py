@@ -8,7 +8,8 @@ others go on. Against 16 threads a worker they cost a fifth less CPU per webhook
 ms against 1.08-1.47) and held 3,000 calls for 5 minutes at a p99 of 22-28 ms, where threads
 spent 15 % of their CPU switching from thread to thread and queued (p99 66 ms over 60 s).
 What would hold the loop runs in gevent's native threads instead (services/offload.py): the
-PIN's hash and the call-log mover's transactions. Command-line options
+PIN's hash, the call-log mover's transactions, the supervisor console's long reads and its
+sign-in. Command-line options
 (`--workers`, `--worker-class gthread --threads 16`) and GUNICORN_CMD_ARGS override these;
 the number of workers is gunicorn's own default, WEB_CONCURRENCY (one or two per core).
 """

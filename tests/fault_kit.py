@@ -44,10 +44,6 @@ ACCOUNTS = (
 )
 
 
-# gunicorn as production runs it (the Procfile, `ivr serve`): ivr/gunicorn_conf.py's worker model.
-AS_DEPLOYED = {"GUNICORN_CMD_ARGS": "--config python:ivr.gunicorn_conf"}
-
-
 def unique_caller() -> str:
     """A caller number no other test uses."""
     return "+86139" + str(uuid.uuid4().int)[:8]

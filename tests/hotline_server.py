@@ -80,8 +80,8 @@ def serve(
     extra_env: Mapping[str, str] | None = None, healthy: bool = True, options: Sequence[str] = (),
 ) -> Iterator[Server]:  # fmt: skip
     """Start gunicorn with the hotline on a free port, with the settings it is deployed with
-(ivr/gunicorn_conf.py: gevent workers, as `ivr serve` and the Procfile run it); stop it
-afterwards.
+    (ivr/gunicorn_conf.py: gevent workers, as `ivr serve` and the Procfile run it); stop it
+    afterwards.
 
     `healthy=False`: up once /healthz answers, 503 "degraded" included (for a hotline started
     with Redis or the database out of reach on purpose)."""

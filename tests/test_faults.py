@@ -29,7 +29,6 @@ import sqlalchemy as sa
 from conftest import fresh_database
 from defusedxml.ElementTree import fromstring
 from fault_kit import (
-    AS_DEPLOYED,
     FaultyService,
     Load,
     PrivateRedis,
@@ -281,7 +280,7 @@ def on_own_redis(
 ) -> Iterator[Server]:
     """The hotline (two gunicorn workers, as deployed) on that Redis."""
     folder = tmp_path_factory.mktemp("on-own-redis")
-    extra = {**AS_DEPLOYED, "IVR_AGENT_QUEUE": "agents"}
+    extra = {"IVR_AGENT_QUEUE": "agents"}
     with (
         fresh_database(folder) as url,
         serve(folder, own_redis.url, url, extra_env=extra) as server,
@@ -387,7 +386,7 @@ def flaky(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[
         service = FaultyService(create_accounts_api(accounts))
         try:
             with serving(service) as accounts_url:
-                extra = {**AS_DEPLOYED, "ACCOUNTS_URL": accounts_url,
+                extra = {"ACCOUNTS_URL": accounts_url,
                          "IVR_AGENT_QUEUE": "agents",
                          "IVR_ACCOUNTS_BREAKER_FAILURES": "2",
                          "IVR_ACCOUNTS_BREAKER_COOLDOWN": "1"}  # fmt: skip
@@ -535,7 +534,7 @@ def killable(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterat
     folder = tmp_path_factory.mktemp("killable")
     with (
         fresh_database(folder) as url,
-        serve(folder, redis_url, url, extra_env=AS_DEPLOYED) as server,
+        serve(folder, redis_url, url) as server,
     ):
         yield server
 

@@ -86,7 +86,12 @@ def serve(
     with_demo: bool, dev: bool,
 ) -> None:  # fmt: skip
     """Run the hotline with gunicorn (embedded Redis and SQLite unless configured), with the
-    settings in ivr/gunicorn_conf.py (gevent workers)."""
+    settings in ivr/gunicorn_conf.py (gevent workers). --threads alone means threaded workers."""
+    if threads is not None:
+        if worker_class not in (None, "gthread"):
+            raise click.UsageError(f"--threads is for threaded workers (--worker-class gthread); "
+                                   f"{worker_class} workers have none")  # fmt: skip
+        worker_class = "gthread"
     if dev:
         os.environ["IVR_DEV_MODE"] = "1"
     settings = _settings()

@@ -169,3 +169,24 @@ def test_the_procfile_accounts_line_serves_the_account_service(
     url = f"http://127.0.0.1:{port}/healthz"
     assert run_procfile_line(command, platform_env | {"ACCOUNTS_PORT": str(port)}, url,
                              tmp_path / "accounts.log") == 200  # fmt: skip
+
+
+def test_ivr_serve_runs_gevent_workers_or_threads_when_asked(
+    platform_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`ivr serve` runs ivr/gunicorn_conf.py's gevent workers; `--threads N` alone asks for
+    threaded workers (gevent's have no threads, and gunicorn would drop the option without a
+    word); with `--worker-class gevent` it is refused, saying why."""
+    for extra, worker in (((), "gevent"), (("--threads", "4"), "gthread")):
+        port = free_port()
+        log = tmp_path / f"serve-{worker}.log"
+        command = shlex.join([str(BIN / "ivr"), "serve", "--port", str(port), *extra])
+        assert run_procfile_line(command, platform_env, f"http://127.0.0.1:{port}/healthz",
+                                 log) == 200  # fmt: skip
+        assert f"Using worker: {worker}" in log.read_text()
+    refused = subprocess.run(
+        [str(BIN / "ivr"), "serve", "--threads", "4", "--worker-class", "gevent"],
+        env=platform_env, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert "--threads is for threaded workers (--worker-class gthread)" in refused.stderr

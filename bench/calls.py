@@ -1035,9 +1035,9 @@ def percentiles(seconds: Sequence[float]) -> dict[str, float | None]:
 
 
 def inside_times(folder: Path | None, start: float, end: float) -> dict[str, dict[str, float]]:
-    """--inside: the times the workers wrote (bench/inside_conf.py) of what started between
-    `start` and `end`, by part (whole webhooks first, by their names in the call): how many,
-    and wall and CPU p50, p99 and mean in ms. {} without --inside."""
+    """--inside: the times the workers wrote (bench/inside_conf.py) of the webhooks that started
+    between `start` and `end` and of their parts, by part (whole webhooks first, by their names
+    in the call): how many, and wall and CPU p50, p99 and mean in ms. {} without --inside."""
     if folder is None:
         return {}
     time.sleep(2 * inside_conf.FLUSH_SECONDS)  # until the workers' last rows are written

@@ -48,7 +48,9 @@ def test_calls_py_times_every_webhook_and_its_parts_inside_the_workers(tmp_path:
         timed = sum(t["count"] for t in routes.values())
         assert abs(timed - phase["webhooks"]) <= 0.1 * phase["webhooks"] + 20
         pin = routes["webhook 3:PIN"]
-        assert abs(inside[HASH]["count"] - pin["count"]) <= 1  # one hash a PIN webhook
+        # one hash a PIN webhook, filed under its webhook's start (not its own: a PIN webhook
+        # begun just before a phase's end once had its hash after it, 308 hashes to 311 PINs)
+        assert inside[HASH]["count"] == pin["count"]
         # the hash is a large part of the PIN webhook's CPU (about half in a short run, whose
         # webhooks still fill caches), never all of it
         hashed = inside[HASH]["cpu mean"]

@@ -6,8 +6,8 @@ Starts an embedded Redis in a temporary folder and sends it, from this one threa
 hotline's two kinds of round trip, each many times: a script by its SHA (as `Store.begin`),
 and a script with an `XADD` sent together (as `Store.commit` with its call-log entries). Each
 goes once through redis-py's own commands (`Redis.evalsha`, a pipeline without MULTI) and
-once through `ivr.store.Lane` (the thread's own connection, commands packed by hiredis and
-written at once), and the line prints the process's CPU per trip (Redis runs apart, so its
+once through `ivr.store.Lane` (a connection of its own taken for the trip, commands packed by
+hiredis and written at once), and the line prints the process's CPU per trip (Redis runs apart, so its
 work is not in it). docs/benchmark.md quotes the figures.
 """
 

@@ -19,8 +19,9 @@ and a PIN one (the ID number's lock and limit, before any PIN hash is computed; 
 reset of the failure count goes with the `commit`). Each script touches one slot; commands
 sent together are a pipeline without MULTI, each safe to repeat.
 
-Those round trips go through `Lane`: each thread keeps one of redis-py's connections and
-sends packed commands on it (redis-py's command layer costs several times the trip it wraps).
+Those round trips go through `Lane`: it sends packed commands on one of redis-py's connections,
+taken for the trip from those idle (redis-py's command layer costs several times the trip it
+wraps).
 
 When Redis is silent past the client timeout, this process stops asking
 it for `cooldown` seconds: every operation raises at once, so the hotline answers with its
@@ -34,7 +35,6 @@ import os
 import secrets
 import threading
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast
@@ -165,6 +165,13 @@ class Begun:
     token: str = ""
 
 
+# Connections a process's client may open (per node of a Cluster): above what a gevent worker
+# can have in flight (worker_connections, 1,000), so that no command is refused for want of
+# one. redis-py decides otherwise (100 in redis-py 8.2; past it, MaxConnectionsError). The
+# webhooks' round trips take at most LANE_CONNECTIONS of them.
+MAX_CONNECTIONS = 1024
+
+
 def connect(url: str, timeout: float) -> redis.Redis:
     """The one way the hotline, the console, `ivr` and the benchmark reach REDIS_URL.
 
@@ -188,6 +195,7 @@ def connect(url: str, timeout: float) -> redis.Redis:
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         health_check_interval=30,
+        max_connections=MAX_CONNECTIONS,
     )
 
 
@@ -228,6 +236,7 @@ def _cluster(url: str, timeout: float) -> redis.Redis:
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1),  # one retry, after the client re-reads the slot map
+            max_connections=MAX_CONNECTIONS,  # (a pool per node)
             **options,
         )
 
@@ -258,6 +267,7 @@ def _sentinel(url: str, timeout: float) -> redis.Redis:
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         health_check_interval=30,
+        max_connections=MAX_CONNECTIONS,
         **options,
     )
     return master
@@ -560,10 +570,17 @@ def _send(client: Any, command: _Command) -> Any:
     return name(keys, args, client=client)
 
 
+LANE_CONNECTIONS = 64  # Redis connections a process's webhooks use at most, one a trip in flight
+
+
 class Lane:
-    """Round trips on one redis-py connection per thread, taken from the client's pool on the
-    thread's first trip and given back when the thread ends (in a gevent worker, per greenlet:
-    `threading.local` is gevent's there, and a greenlet answers one client connection).
+    """Round trips on redis-py's connections, each taken for one trip from a stack of idle ones
+    and put back after it. A process opens as many connections as it has had trips in flight
+    at once, however many threads or greenlets answer webhooks (a gevent worker runs one per
+    client connection, up to 1,000), and at most `most`: past that a trip waits for a
+    connection to come free (a burst of new calls would otherwise open one for each, every new
+    connection's handshake slowing the rest), and fails as a ConnectionError if none does
+    within the client's timeout.
 
     redis-py's Connection still connects (AUTH, HELLO, SELECT, TLS, timeouts, the master that
     Sentinel names), checks an idle connection's health, reads replies with hiredis and raises
@@ -572,22 +589,69 @@ class Lane:
     observability events, response callbacks. That layer cost 58-85 µs of client CPU per trip
     against 18-22 µs for the same trips here (bench/roundtrip.py, docs/benchmark.md). Answers
     are Redis's raw replies; a command's error reply is its answer (a ResponseError), as in a
-    pipeline. A forked child takes a connection of its own."""
+    pipeline. A forked child opens connections of its own."""
 
-    def __init__(self, pool: redis.ConnectionPool) -> None:
+    def __init__(self, pool: redis.ConnectionPool, most: int = LANE_CONNECTIONS) -> None:
         self.pool = pool
-        self._mine = threading.local()
+        self.most = most
+        self.wait = pool.connection_kwargs.get("socket_timeout") or 1.0
+        self._start()
 
-    def _connection(self) -> Any:
-        held = getattr(self._mine, "held", None)
-        if held is None or held.pid != os.getpid():
-            held = self._mine.held = _Held(self.pool.get_connection())
-            weakref.finalize(held, self.pool.release, held.connection)
-        return held.connection
+    def _start(self) -> None:
+        """This process's connections: none yet. (The condition is made here, in the process
+        that uses it: in a gevent worker, after gevent has made `threading` its own.)"""
+        self._pid = os.getpid()
+        self._idle: list[Any] = []  # (pop and append: each atomic under the GIL)
+        self._made = 0  # connections this process opened (under the condition's lock)
+        self._waiting = 0  # trips waiting for one to come free (under the lock)
+        self._came_free = threading.Condition()
+
+    def _take(self) -> Any:
+        if self._pid != os.getpid():  # a forked child: the parent's connections are not its own
+            self._start()
+        try:
+            return self._idle.pop()  # the usual way: no lock
+        except IndexError:
+            pass
+        deadline = time.monotonic() + self.wait
+        with self._came_free:
+            self._waiting += 1  # (before looking: a connection given back from now on wakes us)
+            try:
+                while True:
+                    try:
+                        return self._idle.pop()
+                    except IndexError:
+                        pass
+                    if self._made < self.most:
+                        self._made += 1
+                        break
+                    left = deadline - time.monotonic()
+                    if left <= 0 or not self._came_free.wait(left):
+                        raise redis.ConnectionError(
+                            f"no Redis connection came free within {self.wait} s "
+                            f"({self.most} round trips in flight in this process)"
+                        )
+            finally:
+                self._waiting -= 1
+        try:
+            return self.pool.get_connection()
+        except BaseException:
+            with self._came_free:
+                self._made -= 1
+                self._came_free.notify()
+            raise
+
+    def _give(self, connection: Any) -> None:
+        if self._pid != os.getpid():
+            return
+        self._idle.append(connection)
+        if self._waiting:  # (read after the append: a trip that began waiting before it sees it)
+            with self._came_free:
+                self._came_free.notify()
 
     def send(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """Commands (each as Redis reads it) in one round trip; their answers in order."""
-        connection = self._connection()
+        connection = self._take()
         packed = [hiredis.pack_command(tuple(c)) for c in commands]
         message = [b"".join(packed)]  # one write: Redis reads them all, answers in one
 
@@ -605,18 +669,16 @@ class Lane:
                     answers.append(error)
             return answers
 
-        return cast(list[Any], connection.retry.call_with_retry(
-            trip, lambda _error: connection.disconnect()))
-
-
-class _Held:
-    """A thread's connection, given back to the pool when the thread ends (and drops this)."""
-
-    __slots__ = ("__weakref__", "connection", "pid")
-
-    def __init__(self, connection: Any) -> None:
-        self.connection = connection
-        self.pid = os.getpid()
+        try:
+            return cast(list[Any], connection.retry.call_with_retry(
+                trip, lambda _error: connection.disconnect()))
+        except BaseException:
+            # Replies may be left unread (a greenlet killed mid-trip): the next trip on this
+            # connection would read them as its own. It connects afresh instead.
+            connection.disconnect()
+            raise
+        finally:
+            self._give(connection)
 
 
 def _fields(fields: Any) -> dict[bytes, Any]:

@@ -3,7 +3,6 @@ is applied once, repeated deliveries get the same reply, and wrong PINs lock an 
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import socket
@@ -15,11 +14,20 @@ from typing import Any
 
 import pytest
 import redis
+from gevent_worker import ticks_during
 from redis.cluster import key_slot
 
 from ivr import store as store_module
 from ivr.state import CallState
-from ivr.store import ENDED_TTL, LOCK_SECONDS, MAX_FAILURES, Begun, Limits, Store
+from ivr.store import (
+    ENDED_TTL,
+    LANE_CONNECTIONS,
+    LOCK_SECONDS,
+    MAX_FAILURES,
+    Begun,
+    Limits,
+    Store,
+)
 
 PIN = "135790"
 ZHANG = "11010519491231002X"
@@ -214,8 +222,10 @@ class Named:
     def __init__(self, redis_url: str) -> None:
         self.name = "test-" + uuid.uuid4().hex[:12]
         joint = "&" if "?" in redis_url else "?"
-        self.client = store_module.connect(f"{redis_url}{joint}client_name={self.name}", 1.0)
+        self.client_url = f"{redis_url}{joint}client_name={self.name}"
+        self.client = store_module.connect(self.client_url, 1.0)
         self.store = Store(self.client, call_ttl=3600)
+        self.watcher_url = redis_url
         self.watcher = store_module.connect(redis_url, 1.0)
 
     def connections(self) -> list[dict[str, Any]]:
@@ -236,9 +246,10 @@ def named(redis_url: str) -> Iterator[Named]:
         named.watcher.close()
 
 
-def test_a_thread_keeps_one_connection_and_gives_it_back_when_it_ends(named: Named) -> None:
-    """Gunicorn's threads live as long as their worker, each with one connection; one that ends
-    leaves no connection behind to pile up in Redis."""
+def test_threads_that_take_turns_share_one_connection(named: Named) -> None:
+    """A connection is taken for a round trip and put back after it: one thread's trips go on
+    one, and threads that come and go, one after the other, leave no connection behind to pile
+    up in Redis."""
     store, connections = named.store, named.connections
     for _ in range(10):
         assert store.begin("CA" + uuid.uuid4().hex, 0).outcome == "go"
@@ -253,8 +264,77 @@ def test_a_thread_keeps_one_connection_and_gives_it_back_when_it_ends(named: Nam
         thread = threading.Thread(target=one_webhook)
         thread.start()
         thread.join()
-    gc.collect()
-    assert len(connections()) <= 2, connections()
+    assert len(connections()) == 1, connections()
+
+
+def test_in_a_gevent_worker_redis_connections_follow_the_trips_in_flight_not_the_greenlets(
+    named: Named, redis_url: str
+) -> None:
+    """A gevent worker answers each client connection in a greenlet of its own, up to 1,000 at
+    once, most of them waiting for the caller's next key. Only the round trips in flight hold a
+    Redis connection, and never more than LANE_CONNECTIONS: 300 callers keying at once are all
+    answered. A connection per greenlet kept 300 open, or failed past redis-py's pool limit
+    (100 in redis-py 8.2: MaxConnectionsError, and the caller heard the apology)."""
+    _, (webhooks, open_) = ticks_during("""
+        import random, uuid
+        from ivr import store as store_module
+        from ivr.state import CallState
+        client = store_module.connect(sys.argv[1], 1.0)
+        store = store_module.Store(client, call_ttl=3600)
+        watcher = store_module.connect(sys.argv[2], 1.0)
+        answered = []
+        def caller():
+            sid = "CA" + uuid.uuid4().hex
+            for seq in range(4):
+                gevent.sleep(random.uniform(0.2, 0.6))  # the caller keys
+                begun = store.begin(sid, seq)
+                assert store.commit(sid, begun.token, seq, CallState(node="main"), "<r/>")
+                answered.append(sid)
+            gevent.sleep(10)  # the client connection stays open, idle
+        def work():
+            callers = [gevent.spawn(caller) for _ in range(300)]
+            while len(answered) < 4 * len(callers):
+                gevent.sleep(0.05)
+            name = sys.argv[3]
+            open_ = sum(1 for c in watcher.client_list() if c.get("name") == name)
+            gevent.killall(callers)
+            return len(answered), open_
+    """, named.client_url, named.watcher_url, named.name)
+    assert int(webhooks) == 300 * 4
+    assert 1 <= int(open_) <= LANE_CONNECTIONS, f"{open_} Redis connections for 300 callers"
+
+
+def test_round_trips_past_the_most_connections_wait_for_one_to_come_free(named: Named) -> None:
+    """Six threads each send a command that takes 0.2 s (BLPOP on an empty list) through a lane
+    of two connections: all are answered, two at a time, on two connections."""
+    lane = store_module.Lane(named.client.connection_pool, most=2)
+    key = "test:empty:" + uuid.uuid4().hex
+    answers: list[Any] = []
+    threads = [threading.Thread(target=lambda: answers.append(lane.send([("BLPOP", key, 0.2)])))
+               for _ in range(6)]  # fmt: skip
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [[None]] * 6
+    assert time.monotonic() - started >= 3 * 0.2
+    assert len(named.connections()) == 2
+
+
+def test_a_round_trip_that_finds_no_connection_free_in_time_fails_saying_so(
+    named: Named,
+) -> None:
+    lane = store_module.Lane(named.client.connection_pool, most=1)
+    lane.wait = 0.1
+    key = "test:empty:" + uuid.uuid4().hex
+    busy = threading.Thread(target=lambda: lane.send([("BLPOP", key, 0.5)]))
+    busy.start()
+    time.sleep(0.05)
+    with pytest.raises(redis.ConnectionError, match=r"no Redis connection came free within 0.1 s"):
+        lane.send([("PING",)])
+    busy.join()
+    assert lane.send([("PING",)]) == [b"PONG"]  # free again
 
 
 def test_a_connection_redis_closed_is_made_again_for_the_next_trip(

@@ -828,6 +828,7 @@ class RedisCounters:
 
     commands: dict[str, int]  # INFO commandstats: calls per command (scripts' commands included)
     writes: int | None  # INFO stats total_writes_processed: replies written to clients
+    connections: int  # INFO clients connected_clients: connections open, ours included
 
 
 @dataclass(frozen=True, slots=True)
@@ -888,7 +889,11 @@ class Watch:
         return Snapshot(
             gunicorn=_ticks(pids),
             redis_ticks=_sum_ticks(self.redis_pids),
-            redis=RedisCounters(commands, int(writes) if writes is not None else None),
+            redis=RedisCounters(
+                commands,
+                int(writes) if writes is not None else None,
+                int(info.get("connected_clients", 0)),
+            ),
             postgres=None if self.postgres is None else _ticks(self._backends(), b"postgres"),
             machine=_machine_ticks(),
             log_size=self.log.stat().st_size,
@@ -934,7 +939,8 @@ def _info(client: redis.Redis, section: str) -> dict[str, Any]:
             if key.startswith("cmdstat_"):
                 calls = summed.setdefault(key, {"calls": 0})
                 calls["calls"] += int(value["calls"])
-            elif key in ("total_writes_processed", "used_memory", "mem_clients_normal"):
+            elif key in ("total_writes_processed", "used_memory", "mem_clients_normal",
+                         "connected_clients"):  # fmt: skip
                 summed[key] = summed.get(key, 0) + int(value)
     return summed
 
@@ -983,6 +989,7 @@ class Phase:
     redis_round_trips: int | None  # None: a Redis without total_writes_processed (< 6.0)
     redis_commands: int
     redis_by_command: dict[str, int]
+    redis_connections: int  # the hotline's, open at the window's end
     server_log: list[str]
     workers_restarted: bool
     inside: dict[str, dict[str, float]]  # --inside: by part of a webhook, its times, in ms
@@ -1012,6 +1019,7 @@ class Phase:
             "  postgres ms/webhook": per_webhook(self.postgres_cpu, 1000),
             "redis round trips/webhook": per_webhook(self.redis_round_trips),
             "redis commands/webhook": per_webhook(self.redis_commands),
+            "redis connections at the end": float(self.redis_connections),
             "machine CPU busy %": 100 * self.machine_busy / self.elapsed,
             "  rest of the machine %": 100 * other / self.elapsed,
         }
@@ -1114,6 +1122,7 @@ class ServerCounts(TypedDict):
     redis_round_trips: int | None
     redis_commands: int
     redis_by_command: dict[str, int]
+    redis_connections: int
     workers_restarted: bool
 
 
@@ -1128,6 +1137,7 @@ def _server_counts(before: Snapshot, after: Snapshot, own_info: int) -> ServerCo
         redis_round_trips=trips,
         redis_commands=commands,
         redis_by_command=by_command,
+        redis_connections=after.redis.connections - own_info,  # (ours: one a node)
         workers_restarted=not set(before.gunicorn) <= set(after.gunicorn),
     )
 

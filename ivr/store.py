@@ -571,6 +571,10 @@ def _send(client: Any, command: _Command) -> Any:
 
 
 LANE_CONNECTIONS = 64  # Redis connections a process's webhooks use at most, one a trip in flight
+# Seconds a trip waits for one of them to come free. It waits behind the worker's other
+# webhooks (a burst of new calls keeps the CPU busy and the connections with it), and a caller
+# would rather hear a late answer than the apology: Twilio waits 15 s.
+LANE_WAIT = 5.0
 
 
 class Lane:
@@ -580,7 +584,7 @@ class Lane:
     client connection, up to 1,000), and at most `most`: past that a trip waits for a
     connection to come free (a burst of new calls would otherwise open one for each, every new
     connection's handshake slowing the rest), and fails as a ConnectionError if none does
-    within the client's timeout.
+    within `wait` seconds.
 
     redis-py's Connection still connects (AUTH, HELLO, SELECT, TLS, timeouts, the master that
     Sentinel names), checks an idle connection's health, reads replies with hiredis and raises
@@ -591,10 +595,12 @@ class Lane:
     are Redis's raw replies; a command's error reply is its answer (a ResponseError), as in a
     pipeline. A forked child opens connections of its own."""
 
-    def __init__(self, pool: redis.ConnectionPool, most: int = LANE_CONNECTIONS) -> None:
+    def __init__(
+        self, pool: redis.ConnectionPool, most: int = LANE_CONNECTIONS, wait: float = LANE_WAIT
+    ) -> None:
         self.pool = pool
         self.most = most
-        self.wait = pool.connection_kwargs.get("socket_timeout") or 1.0
+        self.wait = wait
         self._start()
 
     def _start(self) -> None:

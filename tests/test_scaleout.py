@@ -292,3 +292,57 @@ print(gunicorn_conf.worker_class, sys.getswitchinterval())
 
     assert worker("gevent") == ["gevent", "0.0005"]
     assert worker("gthread") == ["gevent", "0.005"]
+
+
+def test_300_callers_at_once_on_one_gevent_worker_all_hear_the_welcome_and_the_menu(
+    tmp_path: Path, redis_url: str, database_url: str
+) -> None:
+    """A gevent worker answers every client connection at once, each in a greenlet: 300
+    calls whose connections all stay open (a balancer's keep-alive) each hear the welcome, and
+    then the ID prompt for their key, on one worker. None hears the apology. Until session 12
+    each greenlet kept a Redis connection while it lived; past 100 in a worker, redis-py
+    refused the next (MaxConnectionsError) and the caller heard the apology."""
+    import http.client
+    import re
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from urllib.parse import urlencode, urlsplit
+
+    from ivr.phone import sign
+
+    callers = 300
+    with serve(tmp_path, redis_url, database_url, workers=1) as server:
+        address = urlsplit(server.url)
+        all_answered = threading.Barrier(callers)
+
+        def post(connection: http.client.HTTPConnection, path: str, params: dict[str, str]) -> str:
+            signature = sign(server.token, server.url + path, params)
+            headers = {"Content-Type": "application/x-www-form-urlencoded",
+                       "X-Twilio-Signature": signature}  # fmt: skip
+            connection.request("POST", path, urlencode(params), headers)
+            answer = connection.getresponse()
+            assert answer.status == 200, answer.status
+            return answer.read().decode()
+
+        def call(n: int) -> tuple[str, str]:
+            params = {"AccountSid": "AC" + "0" * 32, "ApiVersion": "2010-04-01",
+                      "CallSid": "CA" + uuid.uuid4().hex, "CallStatus": "ringing",
+                      "Direction": "inbound", "From": f"+86138{n:08d}",
+                      "To": "+8612333"}  # fmt: skip
+            connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+            try:
+                welcome = post(connection, "/voice", params)
+                all_answered.wait(timeout=120)  # every caller's connection open at once
+                action = re.search(r'action="([^"]+)"', welcome)
+                assert action is not None, welcome
+                params |= {"CallStatus": "in-progress", "Digits": "1"}
+                return welcome, post(connection, action.group(1), params)
+            finally:
+                connection.close()
+
+        with ThreadPoolExecutor(callers) as pool:
+            answers = list(pool.map(call, range(callers)))
+    welcomes, menus = zip(*answers, strict=True)
+    assert sum("欢迎致电12333" in w for w in welcomes) == callers, [
+        w for w in welcomes if "欢迎致电12333" not in w][:1]  # fmt: skip
+    assert sum("身份证" in m for m in menus) == callers, [m for m in menus if "身份证" not in m][:1]

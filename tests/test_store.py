@@ -325,8 +325,7 @@ def test_round_trips_past_the_most_connections_wait_for_one_to_come_free(named: 
 def test_a_round_trip_that_finds_no_connection_free_in_time_fails_saying_so(
     named: Named,
 ) -> None:
-    lane = store_module.Lane(named.client.connection_pool, most=1)
-    lane.wait = 0.1
+    lane = store_module.Lane(named.client.connection_pool, most=1, wait=0.1)
     key = "test:empty:" + uuid.uuid4().hex
     busy = threading.Thread(target=lambda: lane.send([("BLPOP", key, 0.5)]))
     busy.start()

@@ -6,9 +6,9 @@ and in each worker the wall and CPU time of every webhook and of each part of it
 
 A whole webhook's part is `route <path>`. A part's `started` is its webhook's, so that a window
 of time holds whole webhooks: a PIN webhook begun just before a benchmark phase ends has its
-hash in that phase too. Timing costs about two microseconds a part, some 40
-a webhook. The CPU figures are a thread's: right for gthread and sync workers, not for gevent's
-greenlets (one thread runs them all).
+hash in that phase too. Timing costs about two microseconds a part, some 40 a webhook. The
+CPU figures are a thread's: right for gthread and sync workers, not for gevent's greenlets
+(one thread runs them all).
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ hotline's two kinds of round trip, each many times: a script by its SHA (as `Sto
 and a script with an `XADD` sent together (as `Store.commit` with its call-log entries). Each
 goes once through redis-py's own commands (`Redis.evalsha`, a pipeline without MULTI) and
 once through `ivr.store.Lane` (a connection of its own taken for the trip, commands packed by
-hiredis and written at once), and the line prints the process's CPU per trip (Redis runs apart, so its
-work is not in it). docs/benchmark.md quotes the figures.
+hiredis and written at once), and the line prints the process's CPU per trip (Redis runs
+apart, so its work is not in it). docs/benchmark.md quotes the figures.
 """
 
 from __future__ import annotations

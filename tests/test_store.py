@@ -268,7 +268,7 @@ def test_threads_that_take_turns_share_one_connection(named: Named) -> None:
 
 
 def test_in_a_gevent_worker_redis_connections_follow_the_trips_in_flight_not_the_greenlets(
-    named: Named, redis_url: str
+    named: Named,
 ) -> None:
     """A gevent worker answers each client connection in a greenlet of its own, up to 1,000 at
     once, most of them waiting for the caller's next key. Only the round trips in flight hold a
